@@ -24,7 +24,13 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Derived, reproducible caches (avatar renders, ...): ``<root>/data/cache``."""
+    """Derived, reproducible caches (avatar renders, ...).
+
+    ``$PMODEL_CACHE_DIR`` when set, else ``<root>/data/cache``.
+    """
+    env = os.environ.get("PMODEL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
     return data_dir() / "cache"
 
 

@@ -17,9 +17,9 @@ Lookups use the package's own convention (its ``lat_to_index`` /
 and lon in ``[-180 + j/120, -180 + (j+1)/120)``; lat = -90 and lon = 180 fall in
 the last row and column.
 
-Sampling is exact and vectorised: pick a 1-degree block with probability
-proportional to its land area, draw a point uniformly in the block and keep it
-if it is on land (rejection inside a block is uniform on that block's land).
+Sampling is exact and vectorised rejection: pick a 1-degree block (among
+those with any land) with probability proportional to its area, draw a point
+uniformly in it and keep it if it is on land; kept points are uniform on land.
 """
 
 from __future__ import annotations
@@ -88,15 +88,18 @@ class Region:
 def cell_index(lon, lat) -> tuple[np.ndarray, np.ndarray]:
     """Mask row and column of each point (the package's truncation convention).
 
-    Points outside [-180, 180] x [-90, 90] get indices outside the grid.
+    Points outside [-180, 180] x [-90, 90], or NaN, get index -1.
     """
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
-    i = np.minimum(((90.0 - lat) * CELLS_PER_DEGREE).astype(np.int64), N_ROWS - 1)
-    j = np.minimum(((lon + 180.0) * CELLS_PER_DEGREE).astype(np.int64), N_COLS - 1)
-    i = np.where(lat < -90.0, N_ROWS, i)  # truncation toward 0 would fold these in
-    j = np.where(lon < -180.0, -1, j)
-    return i, j
+    # invalid or out-of-range points go to index -1 (truncation toward 0 would fold them in)
+    bad_lat = ~((lat >= -90.0) & (lat <= 90.0))
+    bad_lon = ~((lon >= -180.0) & (lon <= 180.0))
+    i = np.minimum(((90.0 - np.where(bad_lat, 0.0, lat)) * CELLS_PER_DEGREE).astype(np.int64),
+                   N_ROWS - 1)
+    j = np.minimum(((np.where(bad_lon, 0.0, lon) + 180.0) * CELLS_PER_DEGREE).astype(np.int64),
+                   N_COLS - 1)
+    return np.where(bad_lat, -1, i), np.where(bad_lon, -1, j)
 
 
 @functools.cache
@@ -167,8 +170,12 @@ class LandData:
         if self.n_land_cells == 0:
             raise ValueError(f"region {self.region} holds no land: P_data would be empty")
         self.land_area_deg2 = self.n_land_cells / CELLS_PER_DEGREE**2
-        counts = self._block_counts.ravel()
-        self._block_cdf = np.cumsum(counts) / counts.sum()
+        # Blocks are drawn in proportion to their whole area (among those with
+        # any land), then a uniform point in the block is kept if on land: a
+        # block ends up chosen in proportion to area x land fraction = its land.
+        sizes = np.outer(heights, widths).ravel() * (self._block_counts.ravel() > 0)
+        self._block_cdf = np.cumsum(sizes) / sizes.sum()
+        self._acceptance = self.n_land_cells / sizes.sum()
 
     @property
     def region_area_deg2(self) -> float:
@@ -201,7 +208,7 @@ class LandData:
         while filled < n_samples:
             need = n_samples - filled
             # oversample by the acceptance rate so most calls take one round
-            m = int(need * 1.25) + 16
+            m = int(need / self._acceptance * 1.05) + 16
             b = np.searchsorted(self._block_cdf, rng.random(m), side="right")
             bi, bj = np.divmod(b, n_block_cols)
             y0, x0 = self._row_starts[bi], self._col_starts[bj]

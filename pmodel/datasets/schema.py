@@ -81,14 +81,14 @@ class CategoricalSchema:
         """
         codes = np.empty((len(df), len(self.columns)), dtype=np.int64)
         for j, (name, cats) in enumerate(self.columns):
-            col = pd.Categorical(df[name].astype("string"), categories=list(cats))
-            bad = col.codes < 0
+            col = pd.Index(cats).get_indexer(df[name].astype(object))  # -1: not a category
+            bad = col < 0
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 raise ValueError(
                     f"column {name!r}: value {df[name].iloc[i]!r} in row {i} is not one of "
                     f"{list(cats)}")
-            codes[:, j] = col.codes
+            codes[:, j] = col
         return codes
 
     def from_codes(self, codes: np.ndarray) -> pd.DataFrame:

@@ -1,0 +1,41 @@
+"""Shared fixtures.
+
+Every test runs with ``PMODEL_HOME`` in a temporary folder, so reports and
+built data never land in the checkout, while the avatar render cache (slow to
+make, reproducible) stays in the checkout's ``data/cache`` so that it is made
+once per machine, not once per test run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PMODEL_CACHE_DIR", os.environ.get("PMODEL_CACHE_DIR", str(REPO / "data" / "cache")))
+        mp.setenv("PMODEL_HOME", str(tmp_path_factory.mktemp("pmodel-home")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def renders(_isolated_home) -> np.ndarray:
+    """All 4032 avatar renders (rendered once per machine, then cached)."""
+    from pmodel.datasets import pixels
+
+    return pixels.load_renders(progress=False)
+
+
+@pytest.fixture(scope="session")
+def land_truth(_isolated_home):
+    """Land P_data for the default region (loads the 0.9 GB mask once)."""
+    from pmodel.datasets import land
+
+    return land.LandData()

@@ -1,0 +1,86 @@
+"""pmodel data build: files, manifest, reproducibility, and the CLI around it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flows.cli import main
+from pmodel.datasets import fashion, images, land
+from pmodel.datasets.digest import path_digest
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, renders):
+    out = tmp_path_factory.mktemp("built")
+    assert main(["data", "build", "--out", str(out), "--seed", "3", "--n-train", "20",
+                 "--n-heldout", "30"]) == 0
+    return out
+
+
+def test_build_writes_every_dataset_with_the_asked_sizes(built):
+    assert len(fashion.read_csv(built / "fashion-train.csv")) == 20
+    assert len(fashion.read_csv(built / "fashion-heldout.csv")) == 30
+    names, X = images.read_png_folder(built / "pixels-train")
+    assert X.shape == (20, 32, 32) and X.dtype == np.uint8
+    assert land.read_csv(built / "land-heldout.csv").shape == (30, 2)
+    assert land.is_land(*land.read_csv(built / "land-train.csv").T).all()
+
+
+def test_pixels_are_the_renders_of_the_fashion_rows(built, renders):
+    rows = fashion.read_csv(built / "fashion-train.csv")
+    labels = fashion.read_csv(built / "pixels-train-labels.csv")
+    _, X = images.read_png_folder(built / "pixels-train")
+    codes = fashion.SCHEMA.to_codes(rows)
+    np.testing.assert_array_equal(fashion.SCHEMA.to_codes(labels), codes)
+    np.testing.assert_array_equal(X, renders[fashion.SCHEMA.cell_index(codes)])
+
+
+def test_manifest_records_seed_sizes_and_true_digests(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert (manifest["seed"], manifest["n_train"], manifest["n_heldout"]) == (3, 20, 30)
+    assert set(manifest["files"]) == {
+        "fashion-train.csv", "fashion-heldout.csv", "pixels-train", "pixels-heldout",
+        "pixels-train-labels.csv", "pixels-heldout-labels.csv", "land-train.csv",
+        "land-heldout.csv"}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == path_digest(built / name), name
+    assert manifest["files"]["pixels-heldout"]["n_files"] == 30
+
+
+def test_same_seed_rebuilds_byte_for_byte_and_splits_are_independent(built, tmp_path):
+    assert main(["data", "build", "--out", str(tmp_path), "--seed", "3", "--n-train", "20",
+                 "--n-heldout", "7"]) == 0
+    first = json.loads((built / "manifest.json").read_text())["files"]
+    again = json.loads((tmp_path / "manifest.json").read_text())["files"]
+    for name in ("fashion-train.csv", "pixels-train", "land-train.csv"):
+        assert again[name]["sha256"] == first[name]["sha256"], name  # n_heldout changed only
+    assert again["fashion-heldout.csv"]["sha256"] != first["fashion-heldout.csv"]["sha256"]
+
+
+def test_another_seed_gives_other_data(built, tmp_path):
+    assert main(["data", "build", "--out", str(tmp_path), "--seed", "4", "--n-train", "20",
+                 "--n-heldout", "30"]) == 0
+    a = json.loads((built / "manifest.json").read_text())["files"]
+    b = json.loads((tmp_path / "manifest.json").read_text())["files"]
+    assert all(a[name]["sha256"] != b[name]["sha256"] for name in a)
+
+
+def test_built_files_pass_validation(built):
+    from tasks.validation import validate
+
+    for kind, name in [("fashion", "fashion-train.csv"), ("fashion", "fashion-heldout.csv"),
+                       ("pixels", "pixels-train"), ("land", "land-heldout.csv")]:
+        report = validate(kind, built / name)
+        assert report.success, report.summary()
+
+
+@pytest.mark.parametrize("argv", [["data", "build", "--n-train", "0"],
+                                  ["data", "build", "--seed", "-1"],
+                                  ["data"], ["nonsense"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
