@@ -1,0 +1,40 @@
+"""Loaders for users' own files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pmodel.datasets import fashion, images, land, user
+
+
+def test_categorical_csv_with_schema_keeps_the_schemas_order(tmp_path):
+    df = fashion.sample(40, rng=np.random.default_rng(0))
+    path = tmp_path / "rows.csv"
+    fashion.write_csv(df[list(reversed(fashion.COLUMNS))], path)  # columns in another order
+    schema_path = tmp_path / "schema.yaml"
+    fashion.SCHEMA.to_yaml(schema_path)
+    data = user.load_categorical_csv(path, schema_path)
+    assert data.schema == fashion.SCHEMA and data.notes == []
+    np.testing.assert_array_equal(data.X, fashion.SCHEMA.to_codes(df))
+
+
+def test_categorical_csv_without_schema_infers_and_says_so(tmp_path):
+    path = tmp_path / "pets.csv"
+    pd.DataFrame({"animal": ["dog", "cat", "dog"], "size": ["S", "L", "M"]}).to_csv(path, index=False)
+    data = user.load_categorical_csv(path)
+    assert data.schema.inferred
+    assert data.schema.columns == (("animal", ("cat", "dog")), ("size", ("L", "M", "S")))
+    np.testing.assert_array_equal(data.X, [[1, 2], [0, 0], [1, 1]])
+    assert len(data.notes) == 1 and "inferred" in data.notes[0] and "pets.csv" in data.notes[0]
+
+
+def test_image_folder_and_points(tmp_path):
+    X = np.random.default_rng(1).integers(0, 256, size=(4, 12, 9), dtype=np.uint8)
+    images.write_png_folder(X, tmp_path / "imgs")
+    names, back = user.load_image_folder(tmp_path / "imgs")
+    assert len(names) == 4
+    np.testing.assert_array_equal(back, X)
+    P = np.array([[2.35, 48.85], [-74.0, 40.7]])
+    land.write_csv(P, tmp_path / "p.csv")
+    np.testing.assert_array_equal(user.load_points(tmp_path / "p.csv"), P)
