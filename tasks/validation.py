@@ -1,0 +1,661 @@
+"""Validate ingested data with Great Expectations before anything is fitted.
+
+Every input becomes a pandas frame with one row per record (a CSV line, an
+entry of an image folder); each data rule is a real GX expectation run on a GX
+batch of that frame. A broken rule is reported with the file, the rule and the
+first offending lines or images with their values; the full report (GX results
+plus our summary) is kept as JSON under ``reports/validation/``. The input is
+only ever read.
+
+This is the one module of pmodel that imports ``great_expectations``. It does
+so lazily (importing GX costs seconds), into one ephemeral context per
+process with analytics and progress bars off.
+
+Examples
+--------
+>>> report = validate("fashion", "data/fashion/train.csv")      # doctest: +SKIP
+>>> print(report.summary())                                      # doctest: +SKIP
+VALID fashion data: data/fashion/train.csv
+...
+>>> report.raise_if_failed()                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from pmodel.datasets import fashion
+from pmodel.datasets.schema import CategoricalSchema
+from pmodel.errors import DataValidationError
+from pmodel.paths import reports_dir
+
+#: Kinds built into pmodel; anything else must be the path of a schema YAML.
+KINDS = ("fashion", "pixels", "land", "categorical", "images")
+
+#: Size (height, width) of the built-in pixels images.
+PIXELS_SIZE = (32, 32)
+
+#: Offending lines or images shown per rule (the JSON report lists them all).
+N_EXAMPLES = 5
+
+#: Land values read as missing, besides an empty cell.
+LAND_MISSING = ("NaN", "nan")
+
+#: A plain decimal number (optional sign, fraction, exponent); not inf or nan.
+NUMBER_REGEX = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$"
+
+LAND_RANGES = {"lon": (-180.0, 180.0), "lat": (-90.0, 90.0)}
+
+
+# ---------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating one file or folder.
+
+    Attributes
+    ----------
+    path : Path
+        The file or folder validated.
+    kind : str
+        ``fashion``, ``pixels``, ``land``, ``categorical`` or ``images``.
+    success : bool
+        True when every rule held.
+    failures : list of dict
+        One per broken rule: ``rule`` (text), ``expectation`` (GX type, or None
+        for a read step), ``column`` (or None), ``n_unexpected`` (offending
+        rows, images or columns), ``examples`` (the first few, each
+        ``{"line": int}`` or ``{"image": name}`` with its ``value``) and, for
+        rules about the whole table, a ``detail`` text.
+    notes : list of str
+        What was assumed, e.g. categories inferred from the data.
+    report_path : Path or None
+        The full JSON report on disk.
+    """
+
+    path: Path
+    kind: str
+    success: bool
+    failures: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    report_path: Path | None = None
+
+    def summary(self) -> str:
+        """Human text: verdict and file, each broken rule with its first
+        offending lines or images, the notes, and where the JSON report is."""
+        lines = [f"{'VALID' if self.success else 'INVALID'} {self.kind} data: {self.path}"]
+        for failure in self.failures:
+            lines.append(f"  - {_describe_failure(failure)}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        if self.report_path is not None:
+            lines.append(f"report: {self.report_path}")
+        return "\n".join(lines)
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`~pmodel.errors.DataValidationError` unless valid."""
+        if not self.success:
+            raise DataValidationError(self.summary(), path=self.path,
+                                      report_path=self.report_path, failures=self.failures)
+
+
+def _describe_failure(failure: dict) -> str:
+    text = failure["rule"]
+    examples = failure.get("examples") or []
+    if examples:
+        n = failure["n_unexpected"]
+        noun = ("row" if "line" in examples[0]
+                else "entry" if failure["column"] == "is_png" else "image")
+        shown = ", ".join(_describe_example(e) for e in examples)
+        more = f", and {n - len(examples)} more" if n > len(examples) else ""
+        verb = "breaks" if n == 1 else "break"
+        nouns = {"row": "rows", "image": "images", "entry": "entries"}
+        text += f" — {n} {noun if n == 1 else nouns[noun]} {verb} it: {shown}{more}"
+    elif failure.get("detail"):
+        text += f" — {failure['detail']}"
+    return text
+
+
+def _describe_example(example: dict) -> str:
+    value = example.get("value")
+    if "image" in example:
+        return f"{example['image']} ({value})"
+    shown = "empty" if value is None else repr(value)
+    if example.get("hint"):
+        shown += f"; {example['hint']}"
+    return f"line {example['line']} ({shown})"
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = None
+             ) -> ValidationReport:
+    """Validate a file or folder against the rules of its kind.
+
+    Parameters
+    ----------
+    kind : str
+        ``fashion`` (the built-in fashion schema), ``pixels`` (a folder of
+        32x32 8-bit grayscale PNGs), ``land`` (a CSV of lon, lat),
+        ``categorical`` (a CSV; categories inferred from the data),
+        ``images`` (a folder of same-sized 8-bit grayscale PNGs of any size),
+        or the path of a schema YAML for a categorical CSV.
+    path : path-like
+        The CSV file or image folder. It is only read.
+    report_dir : path-like, optional
+        Where the JSON report goes (default ``reports/validation``).
+
+    Returns
+    -------
+    ValidationReport
+        Never raises for bad data; call ``raise_if_failed`` to stop on it.
+
+    Raises
+    ------
+    ValueError
+        When ``kind`` is unknown or its schema file cannot be read.
+    """
+    if kind == "fashion":
+        return validate_categorical_csv(path, fashion.SCHEMA, kind="fashion",
+                                        report_dir=report_dir)
+    if kind == "categorical":
+        return validate_categorical_csv(path, None, report_dir=report_dir)
+    if kind == "land":
+        return validate_land_csv(path, report_dir=report_dir)
+    if kind == "pixels":
+        return validate_image_folder(path, PIXELS_SIZE, kind="pixels", report_dir=report_dir)
+    if kind == "images":
+        return validate_image_folder(path, None, report_dir=report_dir)
+    schema_path = Path(kind)
+    if schema_path.suffix.lower() not in (".yaml", ".yml") and not schema_path.is_file():
+        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}, "
+                         "or the path of a schema YAML file")
+    try:
+        schema = CategoricalSchema.from_yaml(schema_path)
+    except OSError as exc:
+        raise ValueError(f"cannot read schema file {schema_path}: {exc.strerror or exc}") from None
+    return validate_categorical_csv(path, schema, report_dir=report_dir,
+                                    schema_source=schema_path)
+
+
+# ---------------------------------------------------------------------------
+# Categorical CSV
+# ---------------------------------------------------------------------------
+
+def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None, *,
+                             kind: str = "categorical", report_dir: Path | str | None = None,
+                             schema_source: Path | None = None) -> ValidationReport:
+    """Validate a CSV of categorical columns.
+
+    Rules: at least one data row; columns exactly the schema's (any order);
+    no missing value (empty cell, blank line); every value one of its
+    column's categories. Without a schema (``schema=None``) the columns and
+    categories are read off the data, which the notes say, so only the first
+    two rules can fail. Data row ``i`` is reported as file line ``i + 2``.
+    ``kind`` names the data in messages and reports; ``schema_source`` is the
+    YAML the schema came from, if any (said in the notes).
+    """
+    path = Path(path)
+    notes = []
+    if schema is None:
+        notes.append("categories inferred from the data (no schema given)")
+    elif kind == "fashion":
+        notes.append("checked against the built-in fashion schema")
+    elif schema_source is not None:
+        notes.append(f"checked against the schema in {schema_source}")
+    label = kind if schema_source is None else f"schema_{schema_source.stem}"
+    check = _Check(path, kind, label, notes, report_dir)
+    if check.expect_file():
+        df = check.read_csv(fashion.read_csv)
+        if df is not None:
+            check.run(df, _categorical_rules(df, schema, check))
+    return check.finish()
+
+
+def _categorical_rules(df: pd.DataFrame, schema: CategoricalSchema | None,
+                       check: "_Check") -> list["_Rule"]:
+    gxe = _expectations()
+    names = schema.names if schema is not None else [str(c) for c in df.columns]
+    rules = [_row_count_rule("the file must have at least one data row",
+                             "no data rows (header only)"),
+             _Rule(gxe.ExpectTableColumnsToMatchSet(column_set=names, exact_match=True),
+                   f"columns must be exactly [{', '.join(names)}] (in any order)")]
+    present = [name for name in names if name in df.columns]
+    for name in present:
+        rules.append(_Rule(gxe.ExpectColumnValuesToNotBeNull(column=name),
+                           f"column {name!r}: no value may be missing (empty cell or blank line)",
+                           column=name, value=_cell(df, name)))
+    if schema is not None:
+        categories = dict(schema.columns)
+        for name in present:
+            cats = list(categories[name])
+            rules.append(_Rule(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=cats),
+                               f"column {name!r}: values must be one of {_short_list(cats)}",
+                               column=name, value=_cell(df, name), hint=_case_hint(cats)))
+    elif len(df):
+        counts = ", ".join(f"{c} ({df[c].nunique()})" for c in df.columns)
+        check.notes.append(f"categories per column: {counts}")
+    return rules
+
+
+def _case_hint(categories: list[str]) -> Callable[[Any], str | None]:
+    folded = {c.strip().casefold(): c for c in categories}
+
+    def hint(value: Any) -> str | None:
+        match = folded.get(str(value).strip().casefold())
+        return None if match is None else f"did you mean {match!r}?"
+    return hint
+
+
+def _short_list(items: list[str], limit: int = 12) -> str:
+    if len(items) <= limit:
+        return f"[{', '.join(items)}]"
+    return f"[{', '.join(items[:limit - 2])}, ... ({len(items)} in all)]"
+
+
+# ---------------------------------------------------------------------------
+# Land CSV
+# ---------------------------------------------------------------------------
+
+def validate_land_csv(path: Path | str, *, kind: str = "land",
+                      report_dir: Path | str | None = None) -> ValidationReport:
+    """Validate a CSV of points with exactly the columns ``lon`` and ``lat``.
+
+    Rules: at least one row; columns exactly lon, lat; no missing value
+    (empty cell, ``NaN``, ``nan``); every value a plain decimal number (so
+    ``abc`` and ``inf`` fail); lon in [-180, 180] and lat in [-90, 90]
+    (checked on the numbers; ``inf`` is out of range too).
+    """
+    path = Path(path)
+    check = _Check(path, kind, kind, [], report_dir)
+    if check.expect_file():
+        text = check.read_csv(_read_land_csv)   # the cells as written, to show
+        if text is not None:
+            gxe = _expectations()
+            raw = text.mask(text.isin(LAND_MISSING))
+            rules = [_row_count_rule("the file must have at least one data row",
+                                     "no data rows (header only)"),
+                     _Rule(gxe.ExpectTableColumnsToMatchSet(column_set=list(LAND_RANGES),
+                                                            exact_match=True),
+                           "columns must be exactly [lon, lat] (in any order)")]
+            present = [c for c in LAND_RANGES if c in raw.columns]
+            for c in present:
+                rules.append(_Rule(gxe.ExpectColumnValuesToNotBeNull(column=c),
+                                   f"column {c!r}: no value may be missing "
+                                   f"(empty cell, {', '.join(LAND_MISSING)})",
+                                   column=c, value=_cell(text, c)))
+                rules.append(_Rule(gxe.ExpectColumnValuesToMatchRegex(column=c,
+                                                                      regex=NUMBER_REGEX),
+                                   f"column {c!r}: values must be numbers",
+                                   column=c, value=_cell(text, c)))
+            check.run(raw, rules)
+            if present:
+                # Ranges are checked on numbers; text that is no number becomes
+                # missing here (the regex rule above names it), inf stays inf.
+                numbers = pd.DataFrame(
+                    {c: pd.to_numeric(raw[c], errors="coerce").astype("float64")
+                     for c in present}, index=raw.index)
+                rules = [_Rule(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=lo,
+                                                                 max_value=hi),
+                               f"column {c!r}: values must be between {lo:g} and {hi:g}",
+                               column=c, value=_cell(text, c))
+                         for c, (lo, hi) in LAND_RANGES.items() if c in present]
+                check.run(numbers, rules)
+    return check.finish()
+
+
+def _read_land_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype="string", skip_blank_lines=False, keep_default_na=False,
+                       na_values=[""])
+
+
+# ---------------------------------------------------------------------------
+# Image folder
+# ---------------------------------------------------------------------------
+
+def validate_image_folder(path: Path | str, size: tuple[int, int] | None = None, *,
+                          kind: str = "images", report_dir: Path | str | None = None
+                          ) -> ValidationReport:
+    """Validate a folder of 8-bit grayscale PNGs that share one size.
+
+    Every entry of the folder counts (hidden files and subfolders too), in
+    sorted order. Rules: at least one entry; every entry a ``.png`` file;
+    every PNG readable (Pillow opens and decodes it); mode ``L``; one size,
+    ``size = (height, width)`` or, when None, the most common size in the
+    folder (the notes say which).
+    """
+    path = Path(path)
+    check = _Check(path, kind, kind, [], report_dir)
+    if check.expect_folder():
+        df = _image_table(path)
+        gxe = _expectations()
+        rules = [_row_count_rule("the folder must hold at least one image",
+                                 "no images (the folder is empty)"),
+                 _Rule(gxe.ExpectColumnValuesToBeInSet(column="is_png", value_set=[True]),
+                       "every entry must be a .png file", column="is_png",
+                       value=_cell(df, "entry")),
+                 _Rule(gxe.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
+                       "every PNG must be readable (Pillow opens and decodes it as a PNG)",
+                       column="readable", value=_cell(df, "error")),
+                 _Rule(gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=["L"]),
+                       "every image must be 8-bit grayscale (mode 'L')", column="mode",
+                       value=lambda name: f"mode {df.at[name, 'mode']}")]
+        expected = _expected_size(df, size, check.notes)
+        if expected is not None:
+            rules.append(_Rule(gxe.ExpectColumnValuesToBeInSet(column="size",
+                                                               value_set=[expected]),
+                               f"every image must be {expected} pixels (width x height)",
+                               column="size", value=_cell(df, "size")))
+        check.run(df, rules)
+    return check.finish()
+
+
+def _image_table(folder: Path) -> pd.DataFrame:
+    """One row per folder entry, indexed by name: what it is and, for a PNG,
+    whether Pillow decodes it, its mode and its size as ``"{w}x{h}"``."""
+    from PIL import Image
+
+    rows = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        is_png = entry.is_file() and entry.suffix == ".png"
+        if entry.is_dir():
+            what = "a folder"
+        elif entry.suffix:
+            what = f"a {entry.suffix} file"
+        else:
+            what = "a file without extension"
+        row = {"name": entry.name, "entry": what, "is_png": is_png, "readable": None,
+               "error": None, "mode": None, "width": None, "height": None, "size": None}
+        if is_png:
+            try:
+                with Image.open(entry) as im:
+                    im.load()
+                    if im.format != "PNG":
+                        raise ValueError(f"a {im.format} image, not a PNG")
+                    row.update(mode=im.mode, width=im.width, height=im.height,
+                               size=f"{im.width}x{im.height}")
+                row["readable"] = True
+            except Exception as exc:  # Pillow raises many types for bad files
+                message = str(exc).replace(str(entry), entry.name)
+                row.update(readable=False, error=f"{type(exc).__name__}: {message}")
+        rows.append(row)
+    columns = ["name", "entry", "is_png", "readable", "error", "mode", "width", "height",
+               "size"]
+    # object columns keep None as None (pandas 3 would infer str and use NaN)
+    df = pd.DataFrame(rows, columns=columns, dtype=object)
+    return df.set_index(pd.Index(df["name"].tolist(), dtype=object))
+
+
+def _expected_size(df: pd.DataFrame, size: tuple[int, int] | None,
+                   notes: list[str]) -> str | None:
+    if size is not None:
+        height, width = size
+        return f"{width}x{height}"
+    sizes = Counter(s for s in df["size"] if isinstance(s, str))
+    if not sizes:
+        return None
+    expected, count = sizes.most_common(1)[0]
+    notes.append(f"expected size {expected} (width x height): the most common in the folder "
+                 f"({count} of {sum(sizes.values())} readable images)")
+    return expected
+
+
+# ---------------------------------------------------------------------------
+# Running one validation
+# ---------------------------------------------------------------------------
+
+@dataclass
+class _Rule:
+    """A GX expectation with the text we report and how to show an offender."""
+
+    expectation: Any
+    text: str
+    column: str | None = None
+    value: Callable[[Any], Any] | None = None   # index key -> value to show
+    hint: Callable[[Any], str | None] | None = None
+    detail: str | None = None                   # for table-level rules
+
+
+def _row_count_rule(text: str, detail: str) -> _Rule:
+    return _Rule(_expectations().ExpectTableRowCountToBeBetween(min_value=1), text,
+                 detail=detail)
+
+
+def _cell(df: pd.DataFrame, column: str) -> Callable[[Any], Any]:
+    def value(key: Any) -> Any:
+        v = df.at[key, column]
+        return None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
+    return value
+
+
+class _Check:
+    """Collects the failures, notes and GX results of one validation and
+    writes its report."""
+
+    def __init__(self, path: Path, kind: str, label: str, notes: list[str],
+                 report_dir: Path | str | None):
+        self.path, self.kind, self.label, self.notes = path, kind, label, notes
+        self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.failures: list[dict] = []
+        self.gx_results: list[dict] = []
+
+    # -- read steps (no GX batch can exist yet) ------------------------------
+    def _fail_read(self, rule: str, detail: str) -> None:
+        self.failures.append({"rule": rule, "expectation": None, "column": None,
+                              "n_unexpected": 0, "examples": [], "detail": detail})
+
+    def expect_file(self) -> bool:
+        if not self.path.exists():
+            self._fail_read("the file must exist", "no such file")
+        elif not self.path.is_file():
+            self._fail_read("the path must be a CSV file", "it is a folder, not a file")
+        else:
+            return True
+        return False
+
+    def expect_folder(self) -> bool:
+        if not self.path.exists():
+            self._fail_read("the folder must exist", "no such folder")
+        elif not self.path.is_dir():
+            self._fail_read("the path must be a folder of PNG images",
+                            "it is a file, not a folder")
+        else:
+            return True
+        return False
+
+    def read_csv(self, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame | None:
+        """Read the CSV, or record why it cannot be read; rows indexed by line."""
+        rule = "the file must be readable as a CSV with a header line"
+        try:
+            df = reader(self.path)
+        except pd.errors.EmptyDataError:
+            size = self.path.stat().st_size
+            self._fail_read(rule, "the file is empty" + (" (0 bytes)" if size == 0 else
+                                                          " (no header line)"))
+            return None
+        except UnicodeDecodeError as exc:
+            self._fail_read(rule, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+            return None
+        except (pd.errors.ParserError, ValueError, OSError) as exc:
+            self._fail_read(rule, " ".join(str(exc).split()))
+            return None
+        if not isinstance(df.index, pd.RangeIndex):
+            # pandas takes the first field as an index when every line has
+            # one field more than the header
+            self._fail_read(rule, "the data lines have more fields than the header")
+            return None
+        df.index = pd.RangeIndex(2, 2 + len(df))   # data row i is file line i + 2
+        return df
+
+    # -- GX -------------------------------------------------------------------
+    def run(self, df: pd.DataFrame, rules: list[_Rule]) -> None:
+        """Run the rules as one GX suite on a batch of ``df``; keep the results
+        and turn every unsuccessful one into a failure."""
+        results = _run_suite(df, [r.expectation for r in rules], f"pmodel-{self.kind}")
+        self.gx_results.append(results.to_json_dict())
+        for rule, result in zip(rules, _in_suite_order(results, len(rules))):
+            if not result.success:
+                self.failures.append(_failure(rule, result))
+
+    # -- report -----------------------------------------------------------------
+    def finish(self) -> ValidationReport:
+        report = ValidationReport(path=self.path, kind=self.kind, success=not self.failures,
+                                  failures=self.failures, notes=self.notes)
+        digest = _digest(self.path)
+        folder = self.report_dir if self.report_dir is not None else (
+            reports_dir() / "validation")
+        report.report_path = folder / f"{self.label}-{self.path.stem}-{digest[:12]}.json"
+        payload = {
+            "path": str(self.path), "kind": self.kind, "success": report.success,
+            "input_sha256": digest, "summary": report.summary(), "notes": report.notes,
+            "failures": report.failures,
+            "great_expectations": {"version": _gx_version(), "results": self.gx_results},
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        # write then rename, to a name of its own: threads may validate the same input
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{report.report_path.name}.",
+                                   suffix=".tmp")
+        os.chmod(fd, 0o644)   # mkstemp makes it private; a report is for reading
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(payload, indent=2, default=str))
+        os.replace(tmp, report.report_path)
+        return report
+
+
+def _failure(rule: _Rule, result: Any) -> dict:
+    info = result.result or {}
+    failure = {"rule": rule.text, "expectation": result.expectation_config.type,
+               "column": rule.column, "n_unexpected": 0, "examples": []}
+    exception = result.exception_info or {}
+    if exception.get("raised_exception"):
+        failure["detail"] = f"GX could not evaluate it: {exception.get('exception_message')}"
+    elif "unexpected_index_list" in info:
+        keys = info["unexpected_index_list"] or []
+        failure["n_unexpected"] = int(info.get("unexpected_count", len(keys)))
+        failure["examples"] = [_example(rule, key) for key in keys[:N_EXAMPLES]]
+    else:
+        mismatched = (info.get("details") or {}).get("mismatched")
+        if mismatched:
+            missing, extra = mismatched.get("missing", []), mismatched.get("unexpected", [])
+            failure["n_unexpected"] = len(missing) + len(extra)
+            parts = [f"missing: {_names(missing)}" if missing else "",
+                     f"unexpected: {_names(extra)}" if extra else ""]
+            failure["detail"] = "; ".join(p for p in parts if p)
+        else:
+            failure["detail"] = rule.detail or f"observed {info.get('observed_value')!r}"
+        failure["observed"] = info.get("observed_value")
+    return failure
+
+
+def _names(names: list[Any]) -> str:
+    """Column names, quoted when blank or padded so they stay visible."""
+    return ", ".join(n if isinstance(n, str) and n and n == n.strip() else repr(n)
+                     for n in names)
+
+
+def _example(rule: _Rule, key: Any) -> dict:
+    # CSV frames are indexed by file line, image tables by file name
+    example: dict[str, Any] = {"image": key} if isinstance(key, str) else {"line": int(key)}
+    value = rule.value(key) if rule.value is not None else None
+    example["value"] = value.item() if hasattr(value, "item") else value
+    if rule.hint is not None and value is not None:
+        hint = rule.hint(value)
+        if hint:
+            example["hint"] = hint
+    return example
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's sorted listing and file bytes."""
+    h = hashlib.sha256()
+    if path.is_file():
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    elif path.is_dir():
+        for entry in sorted(path.iterdir(), key=lambda p: p.name):
+            h.update(entry.name.encode() + b"\0")
+            h.update(_digest(entry).encode() if entry.is_file() else b"<folder>")
+            h.update(b"\0")
+    else:
+        h.update(b"<missing>")
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Great Expectations (imported lazily, one context per process)
+# ---------------------------------------------------------------------------
+
+# Prefect runs tasks on threads: GX's batch state is shared, and the context
+# must be made once.
+_GX_LOCK = threading.Lock()
+_INIT_LOCK = threading.Lock()
+
+
+def _gx() -> tuple[Any, Any]:
+    """The GX module and a whole-dataframe batch definition on one ephemeral
+    context, analytics and progress bars off (made on first use)."""
+    with _INIT_LOCK:
+        return _make_gx()
+
+
+@functools.cache
+def _make_gx() -> tuple[Any, Any]:
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False,
+                                                         metric_calculations=False)
+    batch_definition = (context.data_sources.add_pandas("pmodel")
+                        .add_dataframe_asset("frame")
+                        .add_batch_definition_whole_dataframe("whole"))
+    return gx, batch_definition
+
+
+def _expectations() -> Any:
+    _gx()
+    import great_expectations.expectations as gxe
+
+    return gxe
+
+
+def _gx_version() -> str | None:
+    gx = sys.modules.get("great_expectations")
+    return getattr(gx, "__version__", None)
+
+
+def _run_suite(df: pd.DataFrame, expectations: list[Any], name: str) -> Any:
+    gx, batch_definition = _gx()
+    suite = gx.ExpectationSuite(name=name)
+    for i, expectation in enumerate(expectations):
+        expectation.meta = {"pmodel_rule": i}
+        suite.add_expectation(expectation)
+    with _GX_LOCK:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+        return batch.validate(suite, result_format={"result_format": "COMPLETE"})
+
+
+def _in_suite_order(results: Any, n: int) -> list[Any]:
+    """The suite's results in the order its expectations were added."""
+    ordered = [None] * n
+    for result in results.results:
+        ordered[(result.expectation_config.meta or {})["pmodel_rule"]] = result
+    return ordered
