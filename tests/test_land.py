@@ -102,3 +102,15 @@ def test_region_rejects_impossible_bounds():
         land.Region(lon_min=10, lon_max=5)
     with pytest.raises(ValueError, match="smaller than one mask cell"):
         land.Region(lon_min=0.001, lon_max=0.002, lat_min=0, lat_max=1)
+
+
+def test_land_area_grid_is_exact_per_cell(land_truth):
+    lon_edges, lat_edges, area = land_truth.land_area_grid(0.5)
+    assert area.shape == (300, 720) and lon_edges[0] == -180 and lat_edges[0] == 90
+    assert area.sum() == pytest.approx(land_truth.land_area_deg2, rel=1e-12)
+    # the 0.5-degree cell whose top-left corner is (lon 2.0, lat 49.0), around Paris
+    i, j = int((90 - 49.0) / 0.5), int((2.0 + 180) / 0.5)
+    cells = ~globe._mask[i * 60:(i + 1) * 60, j * 60:(j + 1) * 60]
+    assert area[i, j] == pytest.approx(cells.sum() / 120**2, rel=1e-12)
+    with pytest.raises(ValueError, match="multiple of 1/120"):
+        land_truth.land_area_grid(0.013)

@@ -153,19 +153,10 @@ class LandData:
         self.region = (region or Region()).snapped()
         r0, r1, c0, c1 = self.region.cells()
         self._origin = (r0, c0)
-        # Land cells per 1-degree block (blocks aligned to the region's corner),
-        # as cells minus ocean cells: rows of a block are summed as uint8
-        # (at most 120 fit) without copying the 0.9 GB mask.
-        ocean = _ocean_mask()[r0:r1, c0:c1].view(np.uint8)
-        row_starts = np.arange(0, r1 - r0, BLOCK)
-        col_starts = np.arange(0, c1 - c0, BLOCK)
-        per_rowblock = np.stack([ocean[s:s + BLOCK].sum(axis=0, dtype=np.uint8) for s in row_starts])
-        ocean_blocks = np.add.reduceat(per_rowblock, col_starts, axis=1, dtype=np.int64)
-        heights = np.diff(np.append(row_starts, r1 - r0))
-        widths = np.diff(np.append(col_starts, c1 - c0))
-        self._block_counts = np.outer(heights, widths) - ocean_blocks
-        self._row_starts, self._col_starts = row_starts, col_starts
         self._shape = (r1 - r0, c1 - c0)
+        self._block_counts, self._row_starts, self._col_starts = self._land_cells_per_block(BLOCK)
+        heights = np.diff(np.append(self._row_starts, self._shape[0]))
+        widths = np.diff(np.append(self._col_starts, self._shape[1]))
         self.n_land_cells = int(self._block_counts.sum())
         if self.n_land_cells == 0:
             raise ValueError(f"region {self.region} holds no land: P_data would be empty")
@@ -176,6 +167,51 @@ class LandData:
         sizes = np.outer(heights, widths).ravel() * (self._block_counts.ravel() > 0)
         self._block_cdf = np.cumsum(sizes) / sizes.sum()
         self._acceptance = self.n_land_cells / sizes.sum()
+
+    def _land_cells_per_block(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Land cells in each k x k block of mask cells, blocks aligned to the
+        region's top-left corner (the last row/column of blocks may be partial).
+
+        Counted as cells minus ocean cells; a block's rows are summed in a small
+        integer type without copying the 0.9 GB mask.
+        """
+        r0, c0 = self._origin
+        n_rows, n_cols = self._shape
+        ocean = _ocean_mask()[r0:r0 + n_rows, c0:c0 + n_cols].view(np.uint8)
+        row_starts = np.arange(0, n_rows, k)
+        col_starts = np.arange(0, n_cols, k)
+        acc = np.uint8 if k <= 255 else np.int32
+        per_rowblock = np.stack([ocean[s:s + k].sum(axis=0, dtype=acc) for s in row_starts])
+        ocean_blocks = np.add.reduceat(per_rowblock, col_starts, axis=1, dtype=np.int64)
+        heights = np.diff(np.append(row_starts, n_rows))
+        widths = np.diff(np.append(col_starts, n_cols))
+        return np.outer(heights, widths) - ocean_blocks, row_starts, col_starts
+
+    def land_area_grid(self, cell_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact land area of every cell of a grid over the region.
+
+        Parameters
+        ----------
+        cell_deg : float
+            Cell size in degrees, a whole multiple of the mask's 1/120 degree
+            (e.g. 1, 0.5, 0.1, 1/12). The grid starts at the region's
+            (lon_min, lat_max) corner; the last cells are cut by the region.
+
+        Returns
+        -------
+        lon_edges : ndarray (n_lon + 1,), increasing
+        lat_edges : ndarray (n_lat + 1,), decreasing from lat_max
+        area : ndarray (n_lat, n_lon), deg^2 of land in each cell; sums to
+            ``land_area_deg2``.
+        """
+        k = cell_deg * CELLS_PER_DEGREE
+        if k < 1 or abs(k - round(k)) > 1e-9:
+            raise ValueError(f"cell_deg must be a whole multiple of 1/120 degree, got {cell_deg}")
+        k = int(round(k))
+        counts, row_starts, col_starts = self._land_cells_per_block(k)
+        lon_edges = self.region.lon_min + np.append(col_starts, self._shape[1]) * CELL_DEG
+        lat_edges = self.region.lat_max - np.append(row_starts, self._shape[0]) * CELL_DEG
+        return lon_edges, lat_edges, counts / CELLS_PER_DEGREE**2
 
     @property
     def region_area_deg2(self) -> float:
