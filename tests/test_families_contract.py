@@ -1,0 +1,154 @@
+"""The contract every registered family keeps, on every data kind it serves."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+
+from pmodel.datasets import fashion
+from pmodel.families import (CategoricalDomain, ImageDomain, PointsDomain, families_for,
+                             family_names, kinds_served, make_family)
+
+HYPERPARAMETERS = {"box": [{}], "multinomial": [{"alpha": 0.0}, {"alpha": 1.0}],
+                   "naive_bayes": [{"alpha": 0.0}, {"alpha": 1.0}]}
+DTYPES = {"categorical": np.int64, "image": np.uint8, "points": np.float64}
+TINY_IMAGE = ImageDomain(2, 3, levels=3)  # 3^6 = 729 images: small enough to enumerate
+SMALL_REGION = PointsDomain(-10.0, 10.0, 35.0, 45.0)
+
+
+def _datasets(kind, renders=None):
+    """(label, domain, train, heldout) cases of a kind."""
+    rng = np.random.default_rng(0)
+    if kind == "categorical":
+        d = CategoricalDomain(fashion.SCHEMA.shape)
+        yield "fashion", d, fashion.sample_codes(50, rng=rng), fashion.sample_codes(200, rng=rng)
+    elif kind == "image":
+        # few levels, pixels correlated: a base pattern plus noise
+        base = rng.integers(0, 3, size=(2, 3))
+        X = np.clip(base + rng.integers(-1, 2, size=(60, 2, 3)), 0, 2).astype(np.uint8)
+        yield "tiny-image", TINY_IMAGE, X[:40], X[40:]
+    elif kind == "points":
+        X = np.column_stack([rng.uniform(-8, 6, 300), rng.uniform(36, 44, 300)])
+        yield "small-region", SMALL_REGION, X[:100], X[100:]
+
+
+CASES = [
+    pytest.param(name, kind, label, params, id=f"{name}-{kind}-{label}-{params}")
+    for name in family_names()
+    for kind in kinds_served(name)
+    for label, *_ in _datasets(kind)
+    for params in HYPERPARAMETERS[name]
+]
+
+
+def _case(name, kind, label, params):
+    for lab, domain, train, heldout in _datasets(kind):
+        if lab == label:
+            return make_family(name, domain, **params), domain, train, heldout
+    raise AssertionError(label)
+
+
+def test_every_chapter_family_serves_every_kind_of_the_design_table():
+    for kind in ("categorical", "image", "points"):
+        assert set(families_for(kind)) >= {"box", "multinomial", "naive_bayes"}
+    assert set(HYPERPARAMETERS) == set(family_names())
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_fit_returns_self_and_keeps_hyperparameters(name, kind, label, params):
+    model, _, train, _ = _case(name, kind, label, params)
+    before = model.get_params()
+    assert model.fit(train) is model
+    assert model.get_params() == before
+    assert {k: before[k] for k in params} == params
+    assert isinstance(model.n_parameters_, int) and model.n_parameters_ > 0
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_samples_have_the_right_shape_dtype_and_seed_behaviour(name, kind, label, params):
+    model, domain, train, _ = _case(name, kind, label, params)
+    model.fit(train)
+    a = model.sample(64, rng=np.random.default_rng(1))
+    b = model.sample(64, rng=np.random.default_rng(1))
+    c = model.sample(64, rng=np.random.default_rng(2))
+    assert a.shape == (64, *domain.event_shape)
+    assert a.dtype == DTYPES[kind]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert model.sample(0, rng=np.random.default_rng(0)).shape == (0, *domain.event_shape)
+    assert domain.in_support(a).all()
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_log_prob_of_own_samples_is_finite(name, kind, label, params):
+    model, _, train, heldout = _case(name, kind, label, params)
+    model.fit(train)
+    lp = model.log_prob(model.sample(500, rng=np.random.default_rng(3)))
+    assert lp.shape == (500,) and lp.dtype == np.float64
+    assert np.isfinite(lp).all()
+    lp_train = model.log_prob(train)
+    assert np.isfinite(lp_train).all()  # every family puts mass on its training data
+    lp_held = model.log_prob(heldout)
+    assert lp_held.shape == (len(heldout),) and not np.isnan(lp_held).any()
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_probabilities_sum_to_one_over_the_whole_support(name, kind, label, params):
+    model, domain, train, _ = _case(name, kind, label, params)
+    model.fit(train)
+    if kind == "categorical":
+        total = np.exp(model.log_prob(domain.all_cells())).sum()  # all 4032 cells
+        assert total == pytest.approx(1.0, abs=1e-10)
+    elif kind == "image":
+        every = np.array(list(itertools.product(range(domain.levels), repeat=domain.n_features)),
+                         dtype=np.uint8).reshape(-1, *domain.event_shape)
+        assert np.exp(model.log_prob(every)).sum() == pytest.approx(1.0, abs=1e-10)
+    else:
+        # midpoint rule on a 0.02-degree grid: exact for densities constant on
+        # 1-degree cells; the box's edges cost at most perimeter * 0.02 / area
+        step = 0.02
+        lon = np.arange(domain.lon_min + step / 2, domain.lon_max, step)
+        lat = np.arange(domain.lat_min + step / 2, domain.lat_max, step)
+        grid = np.stack(np.meshgrid(lon, lat), axis=-1).reshape(-1, 2)
+        integral = np.exp(model.log_prob(grid)).sum() * step**2
+        assert integral == pytest.approx(1.0, abs=0.01 if name == "box" else 1e-9)
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_pickling_keeps_log_prob(name, kind, label, params):
+    model, _, train, heldout = _case(name, kind, label, params)
+    model.fit(train)
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.log_prob(heldout), model.log_prob(heldout))
+    np.testing.assert_array_equal(clone.sample(20, rng=np.random.default_rng(5)),
+                                  model.sample(20, rng=np.random.default_rng(5)))
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_outside_the_support_is_minus_inf_not_an_error(name, kind, label, params):
+    model, domain, train, _ = _case(name, kind, label, params)
+    model.fit(train)
+    if kind == "categorical":
+        X = train[:3].copy()
+        X[0, 1] = domain.shape[1]  # a code past the last category
+        X[1, 0] = -1
+    elif kind == "image":
+        X = train[:2].copy()
+        X[0, 0, 0] = domain.levels  # an intensity the domain does not have
+        X[1, 1, 2] = 255
+    else:
+        X = np.array([[domain.lon_max + 1, 40.0], [0.0, domain.lat_min - 5], [0.0, 40.0]])
+    lp = model.log_prob(X)
+    assert (lp[:2] == -np.inf).all()
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_unfitted_model_says_so(name, kind, label, params):
+    model, _, _, heldout = _case(name, kind, label, params)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.log_prob(heldout)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.sample(1, rng=np.random.default_rng(0))
