@@ -124,10 +124,8 @@ class ImageNaiveBayes(Family):
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         d, levels = self.domain.n_features, self.domain.levels
-        flat = X.reshape(len(X), d).astype(np.int64)
-        # one bincount over (pixel, level) pairs: counts[p, v]
-        self.counts_ = np.bincount((np.arange(d) * levels + flat).ravel(),
-                                   minlength=d * levels).reshape(d, levels)
+        pixels = np.ascontiguousarray(X.reshape(len(X), d).T)  # (d, n): one row per pixel
+        self.counts_ = np.stack([np.bincount(row, minlength=levels) for row in pixels])
         self.log_theta_ = _log_theta(self.counts_, alpha)
         self.n_parameters_ = d * (levels - 1)
         return self
