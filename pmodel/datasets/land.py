@@ -208,7 +208,10 @@ class LandData:
         if k < 1 or abs(k - round(k)) > 1e-9:
             raise ValueError(f"cell_deg must be a whole multiple of 1/120 degree, got {cell_deg}")
         k = int(round(k))
-        counts, row_starts, col_starts = self._land_cells_per_block(k)
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        if k not in cache:
+            cache[k] = self._land_cells_per_block(k)
+        counts, row_starts, col_starts = cache[k]
         lon_edges = self.region.lon_min + np.append(col_starts, self._shape[1]) * CELL_DEG
         lat_edges = self.region.lat_max - np.append(row_starts, self._shape[0]) * CELL_DEG
         return lon_edges, lat_edges, counts / CELLS_PER_DEGREE**2
