@@ -40,6 +40,114 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.success else EXIT_FAILED
 
 
+def _fmt(value) -> str:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def leaderboard(outcome: dict) -> str:
+    """A short text table per dataset, best first: by KL to the truth where the
+    truth is known, else by out-of-support rate, then held-out log-likelihood."""
+    lines = []
+    by_dataset: dict[str, list[dict]] = {}
+    for r in outcome["results"]:
+        by_dataset.setdefault(r["dataset"], []).append(r)
+    for dataset, rows in by_dataset.items():
+        metrics = [r.get("metrics") or {} for r in rows]
+        extra = next((k for k in ("valid_rate", "on_land_rate") if any(k in m for m in metrics)),
+                     "novelty_rate")
+        by_kl = any("kl_to_truth" in m for m in metrics)
+        lines.append(f"\n{dataset} (best first, by {'KL to the truth' if by_kl else 'held-out fit'})")
+        lines.append(f"  {'family':<38} {'kl_to_truth':>11} {'heldout_loglik':>14} "
+                     f"{'out_of_support':>14} {extra:>13}")
+
+        def rank(r):
+            m = r.get("metrics") or {}
+            if r.get("error"):
+                return (2, 0.0, 0.0)
+            return (0 if by_kl else 1, m.get("kl_to_truth", 0.0),
+                    m.get("out_of_support_rate", 1.0), -(m.get("heldout_loglik") or -1e300))
+
+        for r in sorted(rows, key=rank):
+            m = r.get("metrics") or {}
+            if r.get("error"):
+                lines.append(f"  {r['label']:<38} FAILED: {r['error'].splitlines()[0][:80]}")
+                continue
+            lines.append(f"  {r['label']:<38} {_fmt(m.get('kl_to_truth')):>11} "
+                         f"{_fmt(m.get('heldout_loglik')):>14} {_fmt(m.get('out_of_support_rate')):>14} "
+                         f"{_fmt(m.get(extra)):>13}")
+    lines.append("\n(heldout_loglik: mean nats per example over those with p > 0; out_of_support: "
+                 "share with p = 0)")
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flows.runtime import configure_runtime, start_embedded_prefect
+
+    configure_runtime()
+    from pmodel.config import ConfigError, find_experiment, load_experiment
+
+    from flows.experiment import experiments_dir
+
+    try:  # config errors are usage errors: report them before starting Prefect
+        load_experiment(find_experiment(args.experiment, experiments_dir()), args.set or [])
+    except ConfigError as exc:
+        print(f"pmodel run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.experiment import run_experiment
+    from tasks import tracking
+
+    # heartbeats detect crashed runs of deployments; an on-demand run in this
+    # process has nobody watching them, and they cost a second a flow
+    start_embedded_prefect()
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        state = run_experiment(args.experiment, overrides=args.set or [],
+                               tracking_uri=args.tracking_uri, refresh=args.refresh,
+                               return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if not isinstance(outcome, dict):  # the flow itself crashed: the exception
+        print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
+        return EXIT_FAILED
+    print(leaderboard(outcome))
+    uri = outcome["tracking_uri"]
+    print(f"\nMLflow: experiment {outcome['experiment']!r}, parent run {outcome['parent_run_id']}")
+    print(f"  store: {uri}")
+    print(f"  look:  pmodel ui   then open "
+          f"{tracking.run_url(uri, outcome['experiment_id'], outcome['parent_run_id'])}")
+    if outcome["failures"]:
+        print(f"\n{len(outcome['failures'])} part(s) failed:", file=sys.stderr)
+        for name, message in outcome["failures"].items():
+            print(f"--- {name}\n{message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from flows.runtime import configure_runtime
+
+    configure_runtime()
+    from tasks import tracking
+
+    uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    tracking.prepare_store(uri)
+    cmd = tracking.ui_command(uri, port=args.port)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -76,6 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--n-heldout", type=_positive, default=defaults.n_heldout,
                        help=f"held-out rows/images/points per dataset (default {defaults.n_heldout})")
     build.set_defaults(func=_cmd_data_build)
+
+    run = sub.add_parser("run", help="run an experiment end to end (Prefect flow, MLflow records)",
+                         description="EXPERIMENT is a name in experiments/ (e.g. chapter1) or the "
+                         "path of an experiment YAML.")
+    run.add_argument("experiment", metavar="EXPERIMENT")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set seed=3 --set families.1.params.alpha=0.5")
+    run.add_argument("--tracking-uri", default=None,
+                     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the project's "
+                     "SQLite store)")
+    run.add_argument("--refresh", action="store_true",
+                     help="recompute every step instead of reusing cached results")
+    run.set_defaults(func=_cmd_run)
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 for the project's store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--tracking-uri", default=None)
+    ui.set_defaults(func=_cmd_ui)
 
     val = sub.add_parser(
         "validate", help="validate a file or folder; exit 0 when valid, 1 when not",

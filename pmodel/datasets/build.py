@@ -106,3 +106,37 @@ def build_all(config: BuildConfig = BuildConfig(), *, out_dir: Path | None = Non
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"wrote {len(files)} datasets to {out}")
     return manifest_path
+
+
+def _manifest_matches(manifest_path: Path, config: BuildConfig) -> bool:
+    try:
+        m = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (m.get("seed"), m.get("n_train"), m.get("n_heldout"), m.get("land_region"),
+            m.get("avatar_render_key")) == (config.seed, config.n_train, config.n_heldout,
+                                            asdict(config.region.snapped()), pixels.render_key())
+
+
+def ensure_built(config: BuildConfig, data_dir: Path | None = None, *, progress: bool = True,
+                 log: Callable[[str], None] = lambda msg: None) -> Path:
+    """The folder holding the built-in datasets for ``config``, built when missing.
+
+    ``data/`` itself when its manifest matches (what ``pmodel data build``
+    wrote); otherwise ``data/builds/seed{S}-train{N}-heldout{M}/``, built once.
+    """
+    import fcntl
+
+    root = Path(data_dir) if data_dir is not None else paths.data_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: concurrent runs wait, then find the data built
+    with open(root / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _manifest_matches(root / "manifest.json", config):
+            return root
+        out = root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
+        if not _manifest_matches(out / "manifest.json", config):
+            log(f"building the built-in datasets into {out} (seed {config.seed})")
+            build_all(config, out_dir=out, progress=progress, log=log)
+        return out
+

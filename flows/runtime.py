@@ -1,0 +1,44 @@
+"""Process set-up for running flows: settings, and Prefect's embedded server.
+
+Without ``PREFECT_API_URL`` Prefect starts a temporary server per process on
+the SQLite database in ``PREFECT_HOME``. Several ``pmodel run`` processes
+starting at once on a fresh database race on its migrations and time out,
+so the embedded server is started under a file lock, one process at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from pmodel import paths
+
+EMBEDDED_STARTUP_TIMEOUT_S = 120
+
+
+def configure_runtime() -> None:
+    """Settings for Prefect and MLflow before either is imported: no analytics,
+    results and caches in the project (not in whoever's current directory)."""
+    root = paths.project_root()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(root / ".cache" / "prefect-results"))
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def start_embedded_prefect() -> str | None:
+    """Start Prefect's temporary server now (serialised across processes) unless
+    an API URL is set; returns the API URL in use, or None for a configured one."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    if PREFECT_API_URL.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    home = Path(PREFECT_HOME.value()).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".pmodel-embedded-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = SubprocessASGIServer()  # the per-process singleton the flow's client will use
+        server.start(timeout=EMBEDDED_STARTUP_TIMEOUT_S)
+    return server.api_url

@@ -1,0 +1,276 @@
+"""Experiments as files: a YAML loaded into a validated config.
+
+::
+
+    name: chapter1
+    seed: 0
+    n_samples: 5000
+    build: {n_train: 50, n_heldout: 5000}      # how the built-in data is made
+    datasets:
+      fashion: {builtin: fashion}
+      mine: {kind: categorical, train: my.csv, heldout: my-test.csv, schema: my.yaml}
+    families:
+      - {family: box}
+      - {family: multinomial, params: {alpha: 1.0}, points: {cell_deg: 10.0}}
+
+A family entry's ``params`` apply on every kind it runs on; ``categorical``,
+``image`` and ``points`` add hyperparameters for that kind only (a grid's cell
+size means nothing to a table). ``datasets:`` in an entry restricts it to
+some datasets. Every family is looked up in the registry, never imported from
+a string; unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pmodel.datasets.build import BuildConfig
+from pmodel.families import family_class, family_names, kinds_served
+
+BUILTIN_KINDS = {"fashion": "categorical", "pixels": "image", "land": "points"}
+KINDS = ("categorical", "image", "points")
+
+
+class ConfigError(ValueError):
+    """An experiment file is invalid; the message names the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildSpec(_Strict):
+    """Sizes of the built-in datasets (made reproducibly from the experiment's seed)."""
+
+    n_train: Annotated[int, Field(ge=1)] = 50
+    n_heldout: Annotated[int, Field(ge=1)] = 5000
+
+
+class BuiltinDataset(_Strict):
+    builtin: Literal["fashion", "pixels", "land"]
+
+    @property
+    def kind(self) -> str:
+        return BUILTIN_KINDS[self.builtin]
+
+
+class UserDataset(_Strict):
+    """A user's files. ``heldout`` is optional: without it, ``heldout_fraction`` of
+    ``train`` is held out (a seeded split)."""
+
+    kind: Literal["categorical", "image", "points"]
+    train: Path
+    heldout: Path | None = None
+    heldout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    schema_file: Path | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _schema_only_for_tables(self):
+        if self.schema_file is not None and self.kind != "categorical":
+            raise ValueError(f"'schema' applies to categorical data only, not {self.kind!r}")
+        return self
+
+
+class FamilySpec(_Strict):
+    family: str
+    params: dict[str, Any] = {}
+    categorical: dict[str, Any] = {}
+    image: dict[str, Any] = {}
+    points: dict[str, Any] = {}
+    datasets: list[str] | None = None
+    label: str | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in family_names():
+            raise ValueError(f"unknown family {name!r}; registered: {', '.join(family_names())}")
+        return name
+
+    def params_for(self, kind: str) -> dict[str, Any]:
+        """Hyperparameters on one kind: ``params`` plus that kind's extras."""
+        return {**self.params, **getattr(self, kind)}
+
+    def display(self, kind: str) -> str:
+        """A short label, e.g. ``multinomial alpha=1.0``."""
+        if self.label:
+            return self.label
+        params = self.params_for(kind)
+        return " ".join([self.family] + [f"{k}={v}" for k, v in params.items()])
+
+
+class ExperimentConfig(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    n_samples: Annotated[int, Field(ge=1)] = 5000
+    build: BuildSpec = BuildSpec()
+    datasets: dict[str, BuiltinDataset | UserDataset]
+    families: list[FamilySpec]
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _pick_dataset_type(cls, value):
+        # choose the model by key rather than let pydantic try both and report both
+        if isinstance(value, dict):
+            out = {}
+            for name, spec in value.items():
+                if isinstance(spec, dict) and "builtin" in spec:
+                    out[name] = BuiltinDataset(**spec)
+                elif isinstance(spec, dict):
+                    out[name] = UserDataset(**spec)
+                else:
+                    out[name] = spec
+            return out
+        return value
+
+    @model_validator(mode="after")
+    def _check_runs(self):
+        if not self.datasets:
+            raise ValueError("'datasets' needs at least one dataset")
+        if not self.families:
+            raise ValueError("'families' needs at least one family")
+        for i, spec in enumerate(self.families):
+            for name in spec.datasets or []:
+                if name not in self.datasets:
+                    raise ValueError(f"families[{i}].datasets: unknown dataset {name!r}; "
+                                     f"defined: {', '.join(self.datasets)}")
+            for kind in KINDS:
+                if kind not in kinds_served(spec.family):
+                    if getattr(spec, kind):
+                        raise ValueError(f"families[{i}].{kind}: {spec.family!r} does not serve "
+                                         f"{kind} data")
+                    continue
+                allowed = set(inspect.signature(family_class(spec.family, kind)).parameters) - {"domain"}
+                unknown = set(spec.params_for(kind)) - allowed
+                # params shared by all kinds only need to fit the kinds the entry runs on
+                if unknown and self._runs_on(spec, kind):
+                    raise ValueError(f"families[{i}] ({spec.family} on {kind} data): unknown "
+                                     f"hyperparameters {sorted(unknown)}; allowed: {sorted(allowed)}")
+        labels = [(d, s.display(self.datasets[d].kind)) for d, s in self.runs()]
+        dupes = {x for x in labels if labels.count(x) > 1}
+        if dupes:
+            raise ValueError(f"two family entries give the same run {sorted(dupes)[0]}; "
+                             "give one of them a 'label'")
+        return self
+
+    def _runs_on(self, spec: FamilySpec, kind: str) -> bool:
+        return any(ds.kind == kind and (spec.datasets is None or name in spec.datasets)
+                   for name, ds in self.datasets.items())
+
+    def runs(self) -> list[tuple[str, FamilySpec]]:
+        """Every (dataset, family entry) pair to fit, in file order."""
+        return [(name, spec) for name, ds in self.datasets.items() for spec in self.families
+                if ds.kind in kinds_served(spec.family)
+                and (spec.datasets is None or name in spec.datasets)]
+
+    def build_config(self) -> BuildConfig:
+        return BuildConfig(seed=self.seed, n_train=self.build.n_train, n_heldout=self.build.n_heldout)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid experiment config"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  - {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_override(data: dict, assignment: str) -> dict:
+    """Apply ``key.path=value`` (value parsed as YAML) to a nested dict, in place.
+
+    Integers in the path index lists: ``families.1.params.alpha=0.5``.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value")
+    key, raw = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            if not re.fullmatch(r"\d+", part) or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not an index "
+                                  f"of a list of {len(node)}")
+            node = node[int(part)]
+        else:
+            if part not in node or node[part] is None:
+                node[part] = [] if re.fullmatch(r"\d+", nxt) else {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not re.fullmatch(r"\d+", last) or int(last) >= len(node):
+            raise ConfigError(f"--set {key}: {last} is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is a value, not a mapping")
+    return data
+
+
+def load_experiment(path: Path | str, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read an experiment YAML, apply ``--set`` overrides, validate.
+
+    User paths in ``datasets`` are resolved relative to the YAML's folder.
+    Raises :class:`ConfigError` naming every broken key.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        config = ExperimentConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from None
+    except ValueError as exc:  # raised while building nested models by hand
+        raise ConfigError(f"{path}: invalid experiment config\n  - {exc}") from None
+    base = path.resolve().parent
+    datasets = {}
+    for name, ds in config.datasets.items():
+        if isinstance(ds, UserDataset):
+            ds = ds.model_copy(update={
+                k: (base / v if v is not None and not Path(v).is_absolute() else v)
+                for k, v in (("train", ds.train), ("heldout", ds.heldout), ("schema_file", ds.schema_file))})
+        datasets[name] = ds
+    return config.model_copy(update={"datasets": datasets})
+
+
+def find_experiment(name_or_path: str, experiments_dir: Path) -> Path:
+    """``chapter1`` -> experiments/chapter1.yaml; a path is taken as it is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise ConfigError(f"experiment file {p} does not exist")
+        return p
+    candidate = experiments_dir / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        known = sorted(q.stem for q in experiments_dir.glob("*.yaml"))
+        raise ConfigError(f"no experiment {name_or_path!r} in {experiments_dir}; "
+                          f"known: {', '.join(known) or 'none'}")
+    return candidate
