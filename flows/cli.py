@@ -87,6 +87,9 @@ def leaderboard(outcome: dict) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import time
+
+    started = time.perf_counter()
     from flows.runtime import configure_runtime, start_embedded_prefect
 
     configure_runtime()
@@ -95,10 +98,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flows.experiment import experiments_dir
 
     try:  # config errors are usage errors: report them before starting Prefect
-        load_experiment(find_experiment(args.experiment, experiments_dir()), args.set or [])
+        config = load_experiment(find_experiment(args.experiment, experiments_dir()), args.set or [])
     except ConfigError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from flows.runtime import warm_up
+
+    warm_up({getattr(ds, "builtin", None) for ds in config.datasets.values()})
 
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -117,6 +123,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
         return EXIT_FAILED
     print(leaderboard(outcome))
+    timings = outcome.get("timings", {})
+    total = time.perf_counter() - started
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+    print(f"\ntime: {total:.1f} s in all; in the flow: {phases}; the rest "
+          f"({total - sum(timings.values()):.1f} s) is starting Prefect, imports and shutdown")
     uri = outcome["tracking_uri"]
     print(f"\nMLflow: experiment {outcome['experiment']!r}, parent run {outcome['parent_run_id']}")
     print(f"  store: {uri}")

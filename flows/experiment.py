@@ -12,7 +12,7 @@ child run per (dataset, family). The flow ends Failed when any branch failed.
 
 from __future__ import annotations
 
-import os
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -56,6 +56,7 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     logger = get_run_logger()
     config_path = find_experiment(experiment, experiments_dir())
     config = load_experiment(config_path, overrides or [])
+    t0 = time.perf_counter()
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.prepare_store(uri)
     experiment_id = tracking.get_or_create_experiment(uri, config.name)
@@ -67,7 +68,8 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
                                       "n_heldout": config.build.n_heldout,
                                       "overrides": " ".join(overrides or []) or "-"})
     outcome = {"experiment": config.name, "experiment_id": experiment_id, "parent_run_id": parent,
-               "tracking_uri": uri, "results": [], "failures": {}, "fit_states": {}}
+               "tracking_uri": uri, "results": [], "failures": {}, "fit_states": {},
+               "timings": {"prepare_tracking": time.perf_counter() - t0}}
     try:
         _run(config, uri, experiment_id, parent, outcome, refresh, logger)
     except BaseException as exc:
@@ -82,11 +84,25 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     return outcome
 
 
+class _Clock:
+    """Wall time of the flow's phases (logged on the parent run as time_*_seconds)."""
+
+    def __init__(self, timings: dict):
+        self.timings, self.t = timings, time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self.t
+        self.t = now
+
+
 def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
+    clock = _Clock(outcome["timings"])
     context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
     builtin_dir = None
     if any(isinstance(ds, BuiltinDataset) for ds in config.datasets.values()):
         builtin_dir = str(ensure_built(config.build_config(), progress=True, log=logger.info))
+    clock.lap("build_data")
 
     # ingest and validate, one branch per dataset
     report_dir = str(paths.reports_dir() / "validation")
@@ -108,6 +124,7 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
         outcome["failures"][name] = _error_text(failed)
         logger.error(f"dataset {name!r} failed and is skipped:\n{outcome['failures'][name]}")
 
+    clock.lap("ingest_validate")
     options = {"refresh_cache": True} if refresh else {}
     splits = {name: split_dataset.with_options(**options).submit(
         ing, config.seed, key=cache_key("split", ing["digest"], config.seed, context["code_version"]))
@@ -133,6 +150,7 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
             splits[dataset], fit, sample, dataset, label, key=score_key)
         branches.append((dataset, spec, label, params, splits[dataset], fit, sample, score))
     wait([b[-1] for b in branches])
+    clock.lap("split_fit_sample_score")
 
     # log, in this thread: MLflow writes stay serial within the process
     for dataset, spec, label, params, split, fit, sample, score in branches:
@@ -150,5 +168,8 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
         result["run_id"] = log_child_run(uri, experiment_id, parent, result, ingested[dataset], context)
         outcome["results"].append({k: v for k, v in result.items()
                                    if k not in ("problem_path", "model_path", "samples_path")})
+    clock.lap("log_children")
     log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), outcome["results"],
                        sorted(set(reports)), outcome["failures"])
+    clock.lap("log_summary")
+    tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in outcome["timings"].items()})

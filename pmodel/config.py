@@ -123,12 +123,17 @@ class ExperimentConfig(_Strict):
         if isinstance(value, dict):
             out = {}
             for name, spec in value.items():
-                if isinstance(spec, dict) and "builtin" in spec:
-                    out[name] = BuiltinDataset(**spec)
-                elif isinstance(spec, dict):
-                    out[name] = UserDataset(**spec)
-                else:
+                if not isinstance(spec, dict):
                     out[name] = spec
+                    continue
+                model = BuiltinDataset if "builtin" in spec else UserDataset
+                try:
+                    out[name] = model(**spec)
+                except ValidationError as exc:
+                    raise ValueError("; ".join(
+                        f"{name}.{'.'.join(str(p) for p in err['loc'])}: "
+                        f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
+                        for err in exc.errors())) from None
             return out
         return value
 
@@ -150,9 +155,10 @@ class ExperimentConfig(_Strict):
                                          f"{kind} data")
                     continue
                 allowed = set(inspect.signature(family_class(spec.family, kind)).parameters) - {"domain"}
-                unknown = set(spec.params_for(kind)) - allowed
-                # params shared by all kinds only need to fit the kinds the entry runs on
-                if unknown and self._runs_on(spec, kind):
+                # a kind's own hyperparameters must fit it; shared ones only the kinds run on
+                unknown = (set(getattr(spec, kind)) - allowed) | (
+                    set(spec.params) - allowed if self._runs_on(spec, kind) else set())
+                if unknown:
                     raise ValueError(f"families[{i}] ({spec.family} on {kind} data): unknown "
                                      f"hyperparameters {sorted(unknown)}; allowed: {sorted(allowed)}")
         labels = [(d, s.display(self.datasets[d].kind)) for d, s in self.runs()]
