@@ -154,7 +154,8 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
 
     # log, in this thread: MLflow writes stay serial within the process
     for dataset, spec, label, params, split, fit, sample, score in branches:
-        result = {"dataset": dataset, "family": spec.family, "label": label, "params": params}
+        result = {"dataset": dataset, "family": spec.family, "label": label, "params": params,
+                  "entry": spec.entry_label()}
         outcome["fit_states"][f"{dataset}/{label}"] = fit.state.name
         if score.state.is_completed():
             scored = score.result()

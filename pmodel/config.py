@@ -99,6 +99,12 @@ class FamilySpec(_Strict):
         """Hyperparameters on one kind: ``params`` plus that kind's extras."""
         return {**self.params, **getattr(self, kind)}
 
+    def entry_label(self) -> str:
+        """The entry's label on every kind: family and shared hyperparameters."""
+        if self.label:
+            return self.label
+        return " ".join([self.family] + [f"{k}={v}" for k, v in self.params.items()])
+
     def display(self, kind: str) -> str:
         """A short label, e.g. ``multinomial alpha=1.0``."""
         if self.label:

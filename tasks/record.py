@@ -96,7 +96,10 @@ def comparison_frame(results: list[dict]) -> pd.DataFrame:
     """One row per (dataset, family): the leaderboard."""
     rows = []
     for r in results:
-        row = {"dataset": r["dataset"], "family": r["label"], "status": "failed" if r.get("error") else "ok"}
+        # "family": the experiment's entry (same on every dataset, so the plot's rows line up);
+        # "label": with the kind's own hyperparameters (e.g. a grid's cell size)
+        row = {"dataset": r["dataset"], "family": r.get("entry", r["label"]), "label": r["label"],
+               "status": "failed" if r.get("error") else "ok"}
         row.update(r.get("metrics") or {})
         rows.append(row)
     return pd.DataFrame(rows)

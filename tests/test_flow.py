@@ -269,3 +269,58 @@ def test_four_runs_at_once_on_one_fresh_embedded_store(tmp_path, renders):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 4 and all(r.info.status == "FINISHED" for r in parents)
     assert len(runs) == 4 + 4 * 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_pmodel_ui_serves_the_store(first_run, store, tmp_path):
+    import json as _json
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port),
+                             "--tracking-uri", store], cwd=REPO, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50"
+        deadline, body = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = _json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(1)
+        assert body is not None, proc.stdout.read() if proc.poll() is not None else "no answer"
+        assert "tiny" in {e["name"] for e in body["experiments"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_readme_main_command_in_a_fresh_clone(tmp_path, renders):
+    """`./pm run chapter1` in a fresh clone (reusing this venv: same pyproject, no reinstall)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    venv = Path(sys.executable).parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PMODEL_HOME", "PREFECT_API_URL")}
+    env.update(PMODEL_VENV=str(venv), PREFECT_HOME=str(tmp_path / "prefect"))
+    result = subprocess.run(["./pm", "run", "chapter1"], cwd=clone, env=env, capture_output=True,
+                            text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "best first" in result.stdout and "pmodel ui" in result.stdout
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri="sqlite:///" + str(clone / "mlruns" / "mlflow.db"))
+    runs = client.search_runs([client.get_experiment_by_name("chapter1").experiment_id])
+    assert len(runs) == 1 + 15
+    assert all(r.info.status == "FINISHED" for r in runs)
