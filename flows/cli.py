@@ -142,7 +142,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
+    import os
 
     from flows.runtime import configure_runtime
 
@@ -152,11 +152,55 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
     tracking.prepare_store(uri)
     cmd = tracking.ui_command(uri, port=args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it")
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    # become the server: a signal to this process reaches it (no orphaned server)
+    os.execv(cmd[0], cmd)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from flows.runtime import configure_runtime
+
+    configure_runtime()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows import serve
+
+    reachable, message = serve.check_server()
+    updates = {}
+    if not reachable:
+        if not args.start_server:
+            print(message, file=sys.stderr)
+            return EXIT_FAILED
+        api = serve.start_server(port=args.server_port)
+        print(f"started a Prefect server: {api} (stop it with `prefect server stop`)")
+        updates[PREFECT_API_URL] = api
+    else:
+        print(message)
+    parameters = {"experiment": args.experiment} if args.experiment else {}
+    if args.folder:
+        parameters["folder"] = args.folder
+    with temporary_settings(updates):
+        try:
+            serve.serve(only=args.only, interval_s=args.interval, parameters=parameters,
+                        limit=args.limit)
+        except ValueError as exc:
+            print(f"pmodel serve: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def _cmd_data_add(args: argparse.Namespace) -> int:
+    from flows.watch import add_data
+
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return EXIT_OK
+        target = add_data(Path(args.path), args.folder)
+    except FileNotFoundError as exc:
+        print(f"pmodel data add: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"added {target}; the data-watch deployment picks it up at its next check")
+    return EXIT_OK
 
 
 def _non_negative(text: str) -> int:
@@ -195,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--n-heldout", type=_positive, default=defaults.n_heldout,
                        help=f"held-out rows/images/points per dataset (default {defaults.n_heldout})")
     build.set_defaults(func=_cmd_data_build)
+    add = data_sub.add_parser(
+        "add", help="copy a file or image folder into the watched data folder, atomically")
+    add.add_argument("path", metavar="PATH")
+    add.add_argument("--folder", default="data/incoming",
+                     help="the watched folder (default data/incoming, in the project)")
+    add.set_defaults(func=_cmd_data_add)
 
     run = sub.add_parser("run", help="run an experiment end to end (Prefect flow, MLflow records)",
                          description="EXPERIMENT is a name in experiments/ (e.g. chapter1) or the "
@@ -213,6 +263,23 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--tracking-uri", default=None)
     ui.set_defaults(func=_cmd_ui)
+
+    srv = sub.add_parser(
+        "serve", help="serve the deployments of prefect.yaml from this process (needs a Prefect server)",
+        description="Serves chapter1-nightly, on-new-data and data-watch (or --only some) with their "
+        "schedules and concurrency limits. Schedules fire only in a real Prefect server: set "
+        "PREFECT_API_URL, or pass --start-server to start one on 127.0.0.1.")
+    srv.add_argument("--start-server", action="store_true",
+                     help="start a Prefect server on 127.0.0.1 when none is reachable")
+    srv.add_argument("--server-port", type=int, default=4200)
+    srv.add_argument("--only", nargs="+", metavar="NAME", help="serve only these deployments")
+    srv.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                     help="replace the schedules by this interval (to try it out)")
+    srv.add_argument("--experiment", default=None,
+                     help="the experiment the scheduled deployments run (default: prefect.yaml's)")
+    srv.add_argument("--folder", default=None, help="the watched data folder (default data/incoming)")
+    srv.add_argument("--limit", type=int, default=2, help="flow runs at once in this process")
+    srv.set_defaults(func=_cmd_serve)
 
     val = sub.add_parser(
         "validate", help="validate a file or folder; exit 0 when valid, 1 when not",

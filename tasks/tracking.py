@@ -438,3 +438,27 @@ def _is_integrity_error(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__
     return False
+
+
+def last_input_digest(tracking_uri: str, experiment_name: str, source: str | Path,
+                      *, max_runs: int = 500) -> str | None:
+    """The full sha256 of ``source`` as logged by the most recent FINISHED run of
+    the experiment that used it as an input; None when no finished run did."""
+    client = _client(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    wanted = str(Path(source).resolve())
+    runs = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=max_runs)
+    for run in runs:
+        for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
+            ds = dataset_input.dataset
+            try:
+                uri = json.loads(ds.source).get("uri")
+                full = json.loads(ds.profile or "{}").get("sha256", ds.digest)
+            except (ValueError, AttributeError):
+                continue
+            if uri and str(Path(uri).resolve()) == wanted:
+                return full
+    return None

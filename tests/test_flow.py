@@ -288,7 +288,8 @@ def test_pmodel_ui_serves_the_store(first_run, store, tmp_path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port),
                              "--tracking-uri", store], cwd=REPO, env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50"
         deadline, body = time.monotonic() + 120, None
@@ -302,7 +303,9 @@ def test_pmodel_ui_serves_the_store(first_run, store, tmp_path):
         assert body is not None, proc.stdout.read() if proc.poll() is not None else "no answer"
         assert "tiny" in {e["name"] for e in body["experiments"]}
     finally:
-        proc.terminate()
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
         proc.wait(timeout=30)
 
 
