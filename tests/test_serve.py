@@ -1,0 +1,220 @@
+"""Schedules and new data, for real: a `prefect server start` on 127.0.0.1 (started
+and stopped here), `pmodel serve` as users run it, MLflow's store on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+FASHION_ONLY = """
+name: served
+seed: 3
+n_samples: 100
+build: {n_train: 20, n_heldout: 100}
+datasets:
+  fashion: {builtin: fashion}
+families:
+  - family: naive_bayes
+    params: {alpha: 1.0}
+"""
+
+PLACES = """
+name: places
+seed: 0
+n_samples: 200
+datasets:
+  places: {kind: points, train: ../data/incoming/places.csv}
+families:
+  - family: naive_bayes
+    params: {alpha: 1.0}
+    points: {bin_deg: 10.0}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout_s: float, what: str, poll_s: float = 2.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+
+    def healthy():
+        try:
+            return httpx.get(api + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait(healthy, 120, "the Prefect server")
+        yield api
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def _flow_runs(api: str, deployment: str) -> list[dict]:
+    body = {"deployments": {"name": {"any_": [deployment]}}, "limit": 200}
+    return httpx.post(api + "/flow_runs/filter", json=body, timeout=10).json()
+
+
+def _completed(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if r["state"] and r["state"]["type"] == "COMPLETED"]
+
+
+@pytest.fixture
+def project(tmp_path, prefect_server):
+    home = tmp_path / "home"
+    (home / "experiments").mkdir(parents=True)
+    env = {**os.environ, "PMODEL_HOME": str(home), "PREFECT_API_URL": prefect_server,
+           "PREFECT_HOME": str(tmp_path / "prefect-client")}
+    return home, env
+
+
+def _serve(env, *args):
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _stop(proc) -> str:
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    return out
+
+
+def test_serve_without_a_server_says_how_to_start_one(tmp_path):
+    env = {**os.environ, "PMODEL_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "serve"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "prefect server start --background" in result.stderr
+    assert "prefect server status --wait" in result.stderr and "--start-server" in result.stderr
+
+
+def test_a_served_schedule_produces_a_completed_run_recorded_in_mlflow(project, prefect_server):
+    home, env = project
+    (home / "experiments" / "served.yaml").write_text(FASHION_ONLY)
+    proc = _serve(env, "--only", "chapter1-nightly", "--interval", "10",
+                  "--experiment", str(home / "experiments" / "served.yaml"))
+    try:
+        _wait(lambda: _completed(_flow_runs(prefect_server, "chapter1-nightly")), 240,
+              "a completed scheduled run")
+    finally:
+        out = _stop(proc)
+    assert "Traceback" not in out, out[-3000:]
+    deployment = httpx.get(prefect_server + "/deployments/name/run-experiment/chapter1-nightly",
+                           timeout=10).json()
+    assert deployment["paused"] is False  # stopping serve left the schedule on
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri="sqlite:///" + str(home / "mlruns" / "mlflow.db"))
+    runs = client.search_runs([client.get_experiment_by_name("served").experiment_id],
+                              filter_string="attributes.status = 'FINISHED'")
+    assert any("mlflow.parentRunId" not in r.data.tags for r in runs)
+
+
+def _points(path: Path, seed: int, bad: bool = False) -> Path:
+    from pmodel.datasets import land
+
+    X = np.random.default_rng(seed).uniform([-10, 35], [30, 60], size=(150, 2))
+    if bad:
+        X[3, 0] = 200.0
+    land.write_csv(X, path)
+    return path
+
+
+def _add(env, path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "flows.cli", "data", "add", str(path)], cwd=REPO, env=env,
+                   check=True, capture_output=True, timeout=120)
+
+
+def test_new_data_triggers_exactly_the_runs_it_should(project, prefect_server, tmp_path):
+    home, env = project
+    (home / "experiments" / "places.yaml").write_text(PLACES)
+    watch_state = home / ".cache" / "watch-state.json"
+    proc = _serve(env, "--only", "on-new-data", "data-watch", "--interval", "4")
+
+    def on_new_data():
+        return _flow_runs(prefect_server, "on-new-data")
+
+    def watch_checks():
+        return len(_completed(_flow_runs(prefect_server, "data-watch")))
+
+    try:
+        # a new file that the `places` experiment uses: exactly one run
+        _add(env, _points(tmp_path / "places.csv", seed=1))
+        _wait(lambda: len(_completed(on_new_data())) == 1, 240, "one on-new-data run")
+        run = _completed(on_new_data())[0]
+        assert run["parameters"]["experiment"].endswith("places.yaml")
+
+        # the same bytes again, and a file nobody uses: nothing more
+        _add(env, _points(tmp_path / "places.csv", seed=1))
+        _add(env, _points(tmp_path / "unused.csv", seed=2))
+        checks = watch_checks()
+        _wait(lambda: watch_checks() >= checks + 3, 120, "three more watch checks")
+        assert len(on_new_data()) == 1
+
+        # an invalid file: reported, no run
+        bad_dir = tmp_path / "bad"
+        bad_dir.mkdir()
+        _add(env, _points(bad_dir / "places.csv", seed=3, bad=True))
+        reports = home / "reports" / "validation"
+        _wait(lambda: any(not json.loads(p.read_text())["success"] for p in reports.glob("*.json")),
+              120, "the validation report of the invalid file")
+        checks = watch_checks()
+        _wait(lambda: watch_checks() >= checks + 2, 120, "two more watch checks")
+        assert len(on_new_data()) == 1
+        state = json.loads(watch_state.read_text())
+        assert str((home / "data" / "incoming" / "places.csv").resolve()) in state["triggered"]
+    finally:
+        out = _stop(proc)
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_data_add_is_atomic_and_leaves_the_source(tmp_path):
+    from flows.watch import add_data
+
+    src = _points(tmp_path / "p.csv", seed=0)
+    before = src.read_bytes()
+    target = add_data(src, tmp_path / "incoming")
+    assert target.read_bytes() == before == src.read_bytes()
+    assert [p.name for p in (tmp_path / "incoming").iterdir()] == ["p.csv"]  # no partial left
