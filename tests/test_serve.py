@@ -218,3 +218,29 @@ def test_data_add_is_atomic_and_leaves_the_source(tmp_path):
     target = add_data(src, tmp_path / "incoming")
     assert target.read_bytes() == before == src.read_bytes()
     assert [p.name for p in (tmp_path / "incoming").iterdir()] == ["p.csv"]  # no partial left
+
+
+def test_serve_start_server_starts_one_on_localhost(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PMODEL_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    api = f"http://127.0.0.1:{port}/api"
+    proc = _serve(env, "--start-server", "--server-port", str(port), "--only", "chapter1-nightly")
+    try:
+        def up():
+            try:
+                return httpx.get(api + "/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(up, 180, "the server started by pmodel serve")
+        _wait(lambda: httpx.get(api + "/deployments/name/run-experiment/chapter1-nightly",
+                                timeout=5).status_code == 200, 120, "the served deployment")
+    finally:
+        out = _stop(proc)
+        subprocess.run([sys.executable, "-m", "prefect", "server", "stop"], env=env,
+                       capture_output=True, timeout=120)
+    assert f"started a Prefect server: {api}" in out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(api + "/health", timeout=2)
