@@ -113,11 +113,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # heartbeats detect crashed runs of deployments; an on-demand run in this
     # process has nobody watching them, and they cost a second a flow
+    from flows.runners import RunnerError, check_dask_with_server, runner_session
+
+    # an address alone means its Dask cluster; --runner threads with an address is refused
+    runner = args.runner or ("dask" if args.dask_address else "threads")
+    try:  # refuse what cannot work before starting anything
+        check_dask_with_server(runner, args.dask_address)
+    except RunnerError as exc:
+        print(f"pmodel run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     start_embedded_prefect()
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        state = run_experiment(args.experiment, overrides=args.set or [],
-                               tracking_uri=args.tracking_uri, refresh=args.refresh,
-                               return_state=True)
+    try:
+        with runner_session(runner, args.dask_address,
+                            warn=lambda m: print(f"pmodel run: note: {m}", file=sys.stderr)) as runner:
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                state = run_experiment.with_options(task_runner=runner)(
+                    args.experiment, overrides=args.set or [], tracking_uri=args.tracking_uri,
+                    refresh=args.refresh, return_state=True)
+    except RunnerError as exc:
+        print(f"pmodel run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     outcome = state.result(raise_on_failure=False)
     if not isinstance(outcome, dict):  # the flow itself crashed: the exception
         print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
@@ -257,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "SQLite store)")
     run.add_argument("--refresh", action="store_true",
                      help="recompute every step instead of reusing cached results")
+    run.add_argument("--runner", choices=("threads", "dask"), default=None,
+                     help="where the (dataset, family) tasks run: threads in this process "
+                     "(default), or a Dask cluster")
+    run.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT",
+                     help="an existing Dask scheduler (with --runner dask; needs a Prefect server, "
+                     "PREFECT_API_URL); without it --runner dask starts a local 2-worker cluster")
     run.set_defaults(func=_cmd_run)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 for the project's store")

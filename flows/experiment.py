@@ -23,6 +23,7 @@ from pmodel import paths
 from pmodel.config import BuiltinDataset, find_experiment, load_experiment
 from pmodel.datasets.build import ensure_built
 from pmodel.version import code_version
+from flows.runners import runner_from_env
 from tasks import tracking
 from tasks.record import log_child_run, log_parent_summary
 from tasks.steps import (cache_key, fit_family, ingest_dataset, sample_family, score_family,
@@ -45,7 +46,11 @@ def _error_text(future) -> str:
     return "unknown error"
 
 
-@flow(name="run-experiment", flow_run_name="{experiment}", log_prints=True)
+# Deployments take their task runner from the environment of the process that
+# runs them (PMODEL_RUNNER=dask, PMODEL_DASK_ADDRESS=tcp://...); `pmodel run`
+# passes its --runner explicitly.
+@flow(name="run-experiment", flow_run_name="{experiment}", log_prints=True,
+      task_runner=runner_from_env())
 def run_experiment(experiment: str, overrides: list[str] | None = None,
                    tracking_uri: str | None = None, refresh: bool = False) -> dict:
     """Run an experiment (a name in experiments/ or a YAML path); return the outcome.
