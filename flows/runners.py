@@ -36,6 +36,13 @@ Hence :func:`runner_session`:
   machine's 127.0.0.1, and would otherwise each start their own; the
   message says to start a server and set ``PREFECT_API_URL``.
 
+Same scores on every runner: Dask's nannies start workers with
+OMP/MKL/OPENBLAS_NUM_THREADS=1 (distributed's ``pre-spawn-environ``), and on
+threads scikit-learn's neighbour searches set BLAS to 1 thread process-wide
+while they run, so no score may depend on BLAS's thread count (a long
+``np.dot`` does: OpenBLAS splits the sum between its threads, and the last
+bits change; pmodel.scores.kl_land must sum with np.sum).
+
 Workers of a local cluster are processes spawned from this one: they
 inherit its environment (``PMODEL_HOME``, ``PMODEL_CACHE_DIR``, Prefect's
 settings), so they read and write the same work folder. The workers of an
@@ -100,28 +107,29 @@ def _api_url() -> str | None:
 
 
 def check_dask_with_server(runner: str, dask_address: str | None) -> str | None:
-    """None when the runner needs no word about Prefect's server; else a warning.
+    """None, or a warning for ``dask`` without a configured Prefect server.
 
-    Only ``dask`` without a configured server (``PREFECT_API_URL`` empty:
-    Prefect's temporary embedded server, which every Dask worker process would
-    otherwise start for itself) gets one. Raises :class:`RunnerError` for an
-    unknown runner or an address without ``dask``. A local cluster is allowed (see the
-    module's docstring: :func:`runner_session` points its workers at this
-    process's temporary server); an external cluster by address is refused:
-    raises :class:`RunnerError` saying to start a server and set PREFECT_API_URL.
+    No server configured means ``PREFECT_API_URL`` is empty: Prefect's
+    temporary embedded server, which every Dask worker process would start for
+    itself. A local cluster is then allowed with the warning returned
+    (:func:`runner_session` points its workers at this process's temporary
+    server); an external cluster by address is refused.
+
+    Raises :class:`RunnerError` for an unknown runner, an address without
+    ``dask``, and an address without a server (saying to start one and set
+    PREFECT_API_URL).
     """
     _check_runner(runner, dask_address)
     if runner != "dask" or _api_url():
         return None
     if dask_address:
         raise RunnerError(
-            f"--runner dask --dask-address {dask_address} needs a Prefect server that the Dask "
-            "workers can reach, and none is configured (PREFECT_API_URL is empty, so Prefect "
-            "would use a temporary server inside this process, and every Dask worker would start "
-            f"its own). To use that cluster, {SERVER_HINT} (when the workers are on other "
-            "machines: `--host 0.0.0.0`, and this machine's address in place of 127.0.0.1), "
-            "then run again; or leave out "
-            "--dask-address to run on a local cluster.")
+            f"the Dask cluster at {dask_address} needs a Prefect server that its workers can "
+            "reach, and none is configured (PREFECT_API_URL is empty, so Prefect would use a "
+            "temporary server inside this process, and every Dask worker would start its own). "
+            f"To use that cluster, {SERVER_HINT} (when the workers are on other machines: "
+            "`--host 0.0.0.0`, and this machine's address in place of 127.0.0.1), then run "
+            "again; or leave out the address (--dask-address) to run on a local cluster.")
     return ("no Prefect server is configured (PREFECT_API_URL is empty): the local Dask workers "
             "will report to this run's temporary Prefect server, which stops when the run ends "
             "(without that, every Dask worker would start a temporary server of its own). To watch "

@@ -278,7 +278,10 @@ def kl_land(truth: LandData, log_density: Callable[[np.ndarray], np.ndarray], *,
             raise ValueError("log_density returned NaN or +inf; it must be finite or -inf")
         if (lq == -np.inf).any():
             return float("inf")
-        total += float(np.dot(band[r, c] / A, log_p - lq))
+        # np.sum, not np.dot: BLAS splits a long dot product between its threads, so
+        # the last bits would depend on its thread count (1 on Dask workers, and 1 or
+        # all while scikit-learn's neighbour searches run); numpy's sum uses no threads
+        total += float(np.sum((band[r, c] / A) * (log_p - lq)))
     return total
 
 

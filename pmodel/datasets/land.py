@@ -25,6 +25,7 @@ uniformly in it and keep it if it is on land; kept points are uniform on land.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ CELL_DEG = 1.0 / CELLS_PER_DEGREE
 N_ROWS, N_COLS = 180 * CELLS_PER_DEGREE, 360 * CELLS_PER_DEGREE
 BLOCK = CELLS_PER_DEGREE  # sampling block: 1 degree = 120 cells
 COLUMNS = ("lon", "lat")
+_GRID_LOCK = threading.Lock()  # land_area_grid computes each grid once per process
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,9 @@ class LandData:
         k = int(round(k))
         cache = self.__dict__.setdefault("_grid_cache", {})
         if k not in cache:
-            cache[k] = self._land_cells_per_block(k)
+            with _GRID_LOCK:  # once: concurrent scores (threads) would each count the 0.9 GB mask
+                if k not in cache:
+                    cache[k] = self._land_cells_per_block(k)
         counts, row_starts, col_starts = cache[k]
         lon_edges = self.region.lon_min + np.append(col_starts, self._shape[1]) * CELL_DEG
         lat_edges = self.region.lat_max - np.append(row_starts, self._shape[0]) * CELL_DEG
