@@ -39,3 +39,21 @@ def land_truth(_isolated_home):
     from pmodel.datasets import land
 
     return land.LandData()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory, _isolated_home):
+    """Prefect's test harness (a temporary server and database), heartbeats off,
+    results in a temporary folder; one for the whole session."""
+    from prefect.settings import (PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                                  PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+                                  PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings)
+    from prefect.testing.utilities import prefect_test_harness
+
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                                 PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage,
+                                 PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+            yield
+

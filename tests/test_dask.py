@@ -38,26 +38,6 @@ families:
 """
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory, _isolated_home):
-    """Prefect's test harness (a real server on 127.0.0.1), unless one is already up
-    (tests/test_flow.py's session-wide prefect_harness, when it ran first)."""
-    from prefect.settings import (PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-                                  PREFECT_RESULTS_LOCAL_STORAGE_PATH,
-                                  PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings)
-    from prefect.testing.utilities import prefect_test_harness
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    storage = tmp_path_factory.mktemp("prefect-results")
-    with prefect_test_harness(server_startup_timeout=120):
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                                 PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage,
-                                 PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            yield
-
-
 def _metrics(outcome: dict) -> dict:
     return {(r["dataset"], r["label"]): {k: v for k, v in r["metrics"].items()
                                          if not k.endswith("_seconds")}
@@ -91,7 +71,7 @@ def _stored(store: str, parent_run_id: str) -> dict:
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_records_the_same_scores_as_threads(harness, tmp_path, renders):
+def test_dask_local_cluster_records_the_same_scores_as_threads(prefect_harness, tmp_path, renders):
     from flows.experiment import run_experiment
     from flows.runners import make_task_runner
 

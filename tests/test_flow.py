@@ -20,21 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "experiments" / "tiny.yaml"
 
 
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory, _isolated_home):
-    from prefect.settings import (PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-                                  PREFECT_RESULTS_LOCAL_STORAGE_PATH,
-                                  PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings)
-    from prefect.testing.utilities import prefect_test_harness
-
-    storage = tmp_path_factory.mktemp("prefect-results")
-    with prefect_test_harness(server_startup_timeout=120):
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                                 PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage,
-                                 PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            yield
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
