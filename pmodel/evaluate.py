@@ -48,10 +48,11 @@ class FamilyResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _n_parameters(model: Family) -> tuple[float, float]:
-    """(n_parameters, log10 n_parameters) as floats; 256^1024 - 1 is beyond a float."""
+def parameter_counts(model: Family) -> dict[str, float]:
+    """``n_parameters`` and ``log10_n_parameters`` as floats (256^1024 - 1 is beyond a float)."""
     n = model.n_parameters_
-    return (float(n) if n < 2**1000 else math.inf), math.log10(n)
+    return {"n_parameters": float(n) if n < 2**1000 else math.inf,
+            "log10_n_parameters": math.log10(n)}
 
 
 def score(model: Family, problem: Problem, samples: np.ndarray) -> tuple[dict[str, float], list[str]]:
@@ -106,7 +107,5 @@ def run_family(name: str, params: dict, problem: Problem, *, n_samples: int,
     samples = model.sample(n_samples, rng=np.random.default_rng(seed))
     t2 = time.perf_counter()
     metrics, notes = score(model, problem, samples)
-    n_params, log10_n_params = _n_parameters(model)
-    metrics.update(fit_seconds=t1 - t0, sample_seconds=t2 - t1, n_parameters=n_params,
-                   log10_n_parameters=log10_n_params)
+    metrics.update(fit_seconds=t1 - t0, sample_seconds=t2 - t1, **parameter_counts(model))
     return FamilyResult(name, dict(params), model, samples, metrics, notes + list(problem.notes))

@@ -180,17 +180,13 @@ def load_samples(samples_path: str) -> tuple[np.ndarray, float]:
 def score_family(problem_path: str, model_path: str, samples_path: str, dataset: str,
                  label: str, key: str) -> dict:
     """Every score that applies (pmodel.evaluate.score), plus timings and parameter counts."""
-    import math
-
-    from pmodel.evaluate import score
+    from pmodel.evaluate import parameter_counts, score
     from pmodel.problems import load_problem
 
     problem = load_problem(_require(problem_path))
     model, fit_seconds = load_model(model_path)
     samples, sample_seconds = load_samples(samples_path)
     metrics, notes = score(model, problem, samples)
-    n = model.n_parameters_
     metrics.update(fit_seconds=fit_seconds, sample_seconds=sample_seconds,
-                   n_parameters=float(n) if n < 2**1000 else math.inf,
-                   log10_n_parameters=math.log10(n))
+                   **parameter_counts(model))
     return {"metrics": metrics, "notes": notes + list(problem.notes)}
