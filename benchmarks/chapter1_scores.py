@@ -26,7 +26,7 @@ FAMILIES = {
              ("naive_bayes", {"alpha": 0.0, "bin_deg": 10.0}),
              ("naive_bayes", {"alpha": 1.0, "bin_deg": 10.0})],
 }
-COLUMNS = ["heldout_loglik", "out_of_support_rate", "heldout_bits_per_dim", "entropy_truth",
+COLUMNS = ["heldout_loglik", "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim", "entropy_truth",
            "kl_to_truth", "on_land_rate", "land_coverage", "prdc_precision", "prdc_recall",
            "prdc_density", "prdc_coverage", "box_sea_share", "land_outside_box_share",
            "novelty_rate", "unique_rate", "valid_rate", "n_valid_combinations", "n_parameters"]

@@ -22,12 +22,12 @@ from prefect.states import Failed
 from pmodel import paths
 from pmodel.config import BuiltinDataset, find_experiment, load_experiment
 from pmodel.datasets.build import ensure_built
-from pmodel.version import code_version
-from flows.runners import runner_from_env
+from pmodel.version import code_version, source_version
+from flows.runners import env_task_runner
 from tasks import tracking
 from tasks.record import log_child_run, log_parent_summary
-from tasks.steps import (cache_key, fit_family, ingest_dataset, sample_family, score_family,
-                         split_dataset, validate_dataset)
+from tasks.steps import (cache_key, fit_family, ingest_dataset, must_recompute, sample_family,
+                         score_family, split_dataset, validate_dataset)
 
 
 def experiments_dir() -> Path:
@@ -36,6 +36,22 @@ def experiments_dir() -> Path:
     if home.is_dir():
         return home
     return Path(__file__).resolve().parents[1] / "experiments"
+
+
+def family_version(name: str, kind: str) -> str:
+    """Digest of the source of a family's class (part of its fit's cache key)."""
+    from pmodel.families import family_class
+
+    return source_version(family_class(name, kind))
+
+
+def dataset_version(builtin: str | None) -> str:
+    """Digest of the source of a built-in dataset's loader (part of its split's cache key)."""
+    if builtin is None:
+        return "-"
+    from pmodel.datasets.registry import _resolve, get_dataset
+
+    return source_version(_resolve(get_dataset(builtin).load))
 
 
 def _error_text(future) -> str:
@@ -47,10 +63,10 @@ def _error_text(future) -> str:
 
 
 # Deployments take their task runner from the environment of the process that
-# runs them (PMODEL_RUNNER=dask, PMODEL_DASK_ADDRESS=tcp://...); `pmodel run`
-# passes its --runner explicitly.
+# runs them (PMODEL_RUNNER=dask, PMODEL_DASK_ADDRESS=tcp://...), read when a run
+# starts; `pmodel run` passes its --runner explicitly.
 @flow(name="run-experiment", flow_run_name="{experiment}", log_prints=True,
-      task_runner=runner_from_env())
+      task_runner=env_task_runner())
 def run_experiment(experiment: str, overrides: list[str] | None = None,
                    tracking_uri: str | None = None, refresh: bool = False) -> dict:
     """Run an experiment (a name in experiments/ or a YAML path); return the outcome.
@@ -105,8 +121,9 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
     clock = _Clock(outcome["timings"])
     context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
     builtin_dir = None
-    if any(isinstance(ds, BuiltinDataset) for ds in config.datasets.values()):
-        builtin_dir = str(ensure_built(config.build_config(), progress=True, log=logger.info))
+    builtins = sorted({ds.builtin for ds in config.datasets.values() if isinstance(ds, BuiltinDataset)})
+    if builtins:
+        builtin_dir = str(ensure_built(config.build_config(), builtins, progress=True, log=logger.info))
     clock.lap("build_data")
 
     # ingest and validate, one branch per dataset
@@ -130,10 +147,14 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
         logger.error(f"dataset {name!r} failed and is skipped:\n{outcome['failures'][name]}")
 
     clock.lap("ingest_validate")
-    options = {"refresh_cache": True} if refresh else {}
-    splits = {name: split_dataset.with_options(**options).submit(
-        ing, config.seed, key=cache_key("split", ing["digest"], config.seed, context["code_version"]))
-        for name, ing in ingested.items()}
+    def options(step: str, key: str) -> dict:
+        # recompute on --refresh, and whenever the step's output file is missing or corrupt
+        return {"refresh_cache": True} if refresh or must_recompute(step, key) else {}
+
+    split_keys = {name: cache_key("split", ing["digest"], config.seed, context["code_version"],
+                                  dataset_version(ing["builtin"])) for name, ing in ingested.items()}
+    splits = {name: split_dataset.with_options(**options("split", split_keys[name])).submit(
+        ing, config.seed, key=split_keys[name]) for name, ing in ingested.items()}
 
     # fit -> sample -> score for every (dataset, family), concurrently
     branches = []
@@ -144,14 +165,14 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
         params = spec.params_for(kind)
         label = spec.display(kind)
         fit_key = cache_key("fit", ingested[dataset]["digest"], config.seed, spec.family, params,
-                            context["code_version"])
+                            context["code_version"], family_version(spec.family, kind))
         sample_key = cache_key("sample", fit_key, config.n_samples, config.seed)
         score_key = cache_key("score", sample_key)
-        fit = fit_family.with_options(**options).submit(
-            splits[dataset], dataset, spec.family, params, label, key=fit_key)
-        sample = sample_family.with_options(**options).submit(
+        fit = fit_family.with_options(**options("fit", fit_key)).submit(
+            splits[dataset], dataset, spec.family, params, label, config.seed, key=fit_key)
+        sample = sample_family.with_options(**options("sample", sample_key)).submit(
             fit, dataset, label, config.n_samples, config.seed, key=sample_key)
-        score = score_family.with_options(**options).submit(
+        score = score_family.with_options(**({"refresh_cache": True} if refresh else {})).submit(
             splits[dataset], fit, sample, dataset, label, key=score_key)
         branches.append((dataset, spec, label, params, splits[dataset], fit, sample, score))
     wait([b[-1] for b in branches])
@@ -164,7 +185,8 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
         outcome["fit_states"][f"{dataset}/{label}"] = fit.state.name
         if score.state.is_completed():
             scored = score.result()
-            result.update(metrics=scored["metrics"], notes=scored["notes"], problem_path=split.result(),
+            result.update(metrics=scored["metrics"], notes=scored["notes"], skipped=scored["skipped"],
+                          log_prob_kind=scored["log_prob_kind"], problem_path=split.result(),
                           model_path=fit.result(), samples_path=sample.result())
         else:
             failed = next(f for f in (split, fit, sample, score) if not f.state.is_completed())

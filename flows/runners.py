@@ -196,3 +196,29 @@ def runner_from_env(environ: dict[str, str] | None = None):
                                 n_workers=int(env.get("PMODEL_DASK_WORKERS", "").strip() or 2))
     except (RunnerError, ValueError) as exc:
         raise RunnerError(f"PMODEL_RUNNER / PMODEL_DASK_ADDRESS / PMODEL_DASK_WORKERS: {exc}") from None
+
+
+def _env_task_runner_class():
+    from prefect.task_runners import TaskRunner
+
+    class EnvTaskRunner(TaskRunner):
+        """A placeholder that becomes the runner PMODEL_RUNNER names when a flow run
+        starts: Prefect calls ``duplicate()`` on the flow's runner at the start of every
+        run, and this returns the real one, read from the environment then (not when
+        the flow's module is imported)."""
+
+        def duplicate(self):
+            return runner_from_env()
+
+        def submit(self, *args, **kwargs):  # never entered itself: duplicate() replaces it
+            raise RuntimeError("EnvTaskRunner is resolved by duplicate() at flow start")
+
+        def __eq__(self, other) -> bool:
+            return type(other) is type(self)
+
+    return EnvTaskRunner
+
+
+def env_task_runner():
+    """The flow's default task runner: resolved from PMODEL_RUNNER when each run starts."""
+    return _env_task_runner_class()()

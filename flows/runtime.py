@@ -55,11 +55,11 @@ def warm_up(dataset_kinds: set[str]) -> "threading.Thread":
             import great_expectations  # noqa: F401  (about 4 s)
             import mlflow  # noqa: F401  (about 1.5 s)
 
-            from pmodel.problems import builtin_truth
+            from pmodel.datasets.registry import truth_of
 
-            for name in ("land", "pixels"):  # the mask: about 4.5 s
-                if name in dataset_kinds:
-                    builtin_truth(name)
+            for name in dataset_kinds:  # the land mask: about 4.5 s
+                if name:
+                    truth_of(name)
         except Exception:  # a warm-up only: the flow reports real errors itself
             pass
 

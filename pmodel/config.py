@@ -22,7 +22,6 @@ a string; unknown keys are errors that name the key.
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,10 +30,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pmodel.datasets.build import BuildConfig
-from pmodel.families import family_class, family_names, kinds_served
+from pmodel.datasets.registry import dataset_names, get_dataset
+from pmodel.families import check_hyperparameters, family_names, kinds_served
+from pmodel.families.domains import DOMAINS
 
-BUILTIN_KINDS = {"fashion": "categorical", "pixels": "image", "land": "points"}
-KINDS = ("categorical", "image", "points")
+KINDS = tuple(DOMAINS)
+
+#: Characters a family entry's label may use: MLflow keeps them in run names,
+#: metric and parameter keys alike.
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.=,:/+-]*$"
+
+#: The most memory the samples of one run may take, as float64 values
+#: (n_samples x values per example x 8 bytes): 2 GiB. Pixels (1024 values an
+#: image) allow 262,144 samples; points (2) 134 million.
+MAX_SAMPLE_BYTES = 2 * 1024**3
 
 
 class ConfigError(ValueError):
@@ -53,11 +62,18 @@ class BuildSpec(_Strict):
 
 
 class BuiltinDataset(_Strict):
-    builtin: Literal["fashion", "pixels", "land"]
+    builtin: str
+
+    @field_validator("builtin")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in dataset_names():
+            raise ValueError(f"unknown built-in dataset {name!r}; registered: {', '.join(dataset_names())}")
+        return name
 
     @property
     def kind(self) -> str:
-        return BUILTIN_KINDS[self.builtin]
+        return get_dataset(self.builtin).kind
 
 
 class UserDataset(_Strict):
@@ -86,7 +102,7 @@ class FamilySpec(_Strict):
     image: dict[str, Any] = {}
     points: dict[str, Any] = {}
     datasets: list[str] | None = None
-    label: str | None = None
+    label: Annotated[str, Field(pattern=LABEL_PATTERN, max_length=100)] | None = None
 
     @field_validator("family")
     @classmethod
@@ -117,7 +133,7 @@ class ExperimentConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
     seed: Annotated[int, Field(ge=0)] = 0
-    n_samples: Annotated[int, Field(ge=1)] = 5000
+    n_samples: Annotated[int, Field(ge=1, le=100_000_000)] = 5000
     build: BuildSpec = BuildSpec()
     datasets: dict[str, BuiltinDataset | UserDataset]
     families: list[FamilySpec]
@@ -160,13 +176,22 @@ class ExperimentConfig(_Strict):
                         raise ValueError(f"families[{i}].{kind}: {spec.family!r} does not serve "
                                          f"{kind} data")
                     continue
-                allowed = set(inspect.signature(family_class(spec.family, kind)).parameters) - {"domain"}
                 # a kind's own hyperparameters must fit it; shared ones only the kinds run on
-                unknown = (set(getattr(spec, kind)) - allowed) | (
-                    set(spec.params) - allowed if self._runs_on(spec, kind) else set())
-                if unknown:
-                    raise ValueError(f"families[{i}] ({spec.family} on {kind} data): unknown "
-                                     f"hyperparameters {sorted(unknown)}; allowed: {sorted(allowed)}")
+                params = spec.params_for(kind) if self._runs_on(spec, kind) else getattr(spec, kind)
+                try:
+                    check_hyperparameters(spec.family, kind, params)
+                except ValueError as exc:
+                    where = "params" if not getattr(spec, kind) else f"{kind}"
+                    raise ValueError(f"families[{i}].{where} ({spec.family} on {kind} data): {exc}") from None
+        for name, ds in self.datasets.items():
+            if isinstance(ds, BuiltinDataset):
+                per_example = get_dataset(ds.builtin).values_per_example
+                if self.n_samples * per_example * 8 > MAX_SAMPLE_BYTES:
+                    raise ValueError(
+                        f"n_samples: {self.n_samples} samples of {name!r} ({per_example} values each) "
+                        f"would take {self.n_samples * per_example * 8 / 2**30:.1f} GiB as float64, over the "
+                        f"limit of {MAX_SAMPLE_BYTES / 2**30:.0f} GiB; at most "
+                        f"{MAX_SAMPLE_BYTES // (per_example * 8)} for this dataset")
         labels = [(d, s.display(self.datasets[d].kind)) for d, s in self.runs()]
         dupes = {x for x in labels if labels.count(x) > 1}
         if dupes:

@@ -37,3 +37,20 @@ def cache_dir() -> Path:
 def reports_dir() -> Path:
     """Validation reports and other run reports: ``<root>/reports``."""
     return project_root() / "reports"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write a file through ``write(binary_file)`` under a unique temporary name beside
+    ``path``, then rename it into place: readers never see half a file, and any number
+    of writers of the same path, in any processes, never clash (the last rename wins)."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -328,7 +328,7 @@ def _search_mask(rects, *, want_land: bool, rng: np.random.Generator):
     the rectangle, so a rectangle thinner than a cell, or with edges off the
     1/120 grid, is searched too.
     """
-    ocean = land._ocean_mask()
+    ocean = land.ocean_mask()
     cpd = land.CELLS_PER_DEGREE
     for rect in rng.permutation(len(rects)) if rects else []:
         lon_min, lon_max, lat_min, lat_max = rects[rect]

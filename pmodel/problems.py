@@ -1,42 +1,23 @@
 """Problems: a dataset ready to fit and score (domain, train, held-out, truth).
 
-The built-in datasets carry their exact P_data; a user's data carries none,
-and the scores that need it are skipped (and said to be skipped).
+A built-in dataset (``pmodel.datasets.registry``) carries its exact P_data; a
+user's data carries none, and the scores that need it are skipped (and said
+to be skipped).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pmodel import paths
-from pmodel.datasets import fashion, images, land, pixels, user
-from pmodel.datasets.land import LandData
+from pmodel.datasets import fashion, user
+from pmodel.datasets.registry import get_dataset, truth_of
 from pmodel.datasets.schema import CategoricalSchema
-from pmodel.families.domains import CategoricalDomain, Domain, ImageDomain, PointsDomain
-
-BUILTIN = ("fashion", "pixels", "land")
-
-
-@dataclass(frozen=True, eq=False)
-class Truth:
-    """What is known exactly of P_data (any field may be None).
-
-    Attributes
-    ----------
-    table : ndarray, categorical P_data over every cell, in the domain's C order
-    images, image_probs : the distinct valid images and their P_data probabilities
-    land : LandData, the map's P_data
-    """
-
-    table: np.ndarray | None = None
-    images: np.ndarray | None = None
-    image_probs: np.ndarray | None = None
-    land: LandData | None = None
+from pmodel.families.domains import CategoricalDomain, Domain, ImageDomain, PointsDomain, domain_from_dict
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,94 +29,45 @@ class Problem:
     name : str
     domain : the examples' domain (its ``kind`` picks the families)
     train, heldout : ndarray (n, *event_shape)
-    truth : Truth or None when P_data is unknown (users' data)
+    truth : a ``pmodel.truths.Truth``, or None when P_data is unknown (users' data)
     schema : CategoricalSchema for categorical data (names of features and values)
+    builtin : the registry name of a built-in dataset, else None
+    notes : what loading decided for the user (a seeded split, inferred categories)
     """
 
     name: str
     domain: Domain
     train: np.ndarray
     heldout: np.ndarray
-    truth: Truth | None = None
-    schema: object = None
-    notes: list[str] = field(default_factory=list)
+    truth: object = None
+    schema: CategoricalSchema | None = None
+    builtin: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
         return self.domain.kind
 
 
-def pixels_truth(renders: np.ndarray) -> Truth:
-    """P_data of the avatars: each fashion cell's probability on its render.
-
-    Cells with the same render (hair colour under NoHair) pool their mass, so
-    the images' distribution has one entry per distinct render.
-    """
-    canonical = pixels.canonical_cells()
-    p = fashion.probability_table().ravel()
-    distinct, inverse = np.unique(canonical, return_inverse=True)
-    probs = np.bincount(inverse, weights=p, minlength=len(distinct))
-    return Truth(images=renders[distinct], image_probs=probs)
+def builtin_files(name: str, data_dir: Path | None = None) -> dict[str, Path]:
+    """Role -> path of a built-in dataset's files in ``data_dir`` (default data/)."""
+    d = Path(data_dir) if data_dir is not None else paths.data_dir()
+    return {role: d / f for role, f in get_dataset(name).file_names().items()}
 
 
-def load_builtin(name: str, data_dir: Path | None = None, *, with_truth: bool = True,
-                 land_truth: LandData | None = None, renders: np.ndarray | None = None) -> Problem:
+def load_builtin(name: str, data_dir: Path | None = None, *, with_truth: bool = True) -> Problem:
     """Load a built dataset (``pmodel data build``), with its exact truth.
 
     Parameters
     ----------
-    name : "fashion", "pixels" or "land"
+    name : a registered built-in dataset ("fashion", "pixels", "land", ...)
     data_dir : folder of the built files (default: the project's data/)
-    with_truth : attach P_data (for land this loads the 0.9 GB mask once per process)
-    land_truth, renders : truth already loaded, to reuse
+    with_truth : attach P_data (made once per process; for land it loads the 0.9 GB mask)
     """
-    d = Path(data_dir) if data_dir is not None else paths.data_dir()
-    if name == "fashion":
-        train, heldout = (fashion.SCHEMA.to_codes(fashion.read_csv(d / f"fashion-{s}.csv"))
-                          for s in ("train", "heldout"))
-        truth = builtin_truth("fashion") if with_truth else None
-        return Problem("fashion", CategoricalDomain(fashion.SCHEMA.shape), train, heldout,
-                       truth, schema=fashion.SCHEMA)
-    if name == "pixels":
-        (_, train), (_, heldout) = (images.read_png_folder(d / f"pixels-{s}") for s in ("train", "heldout"))
-        if renders is not None:
-            truth = pixels_truth(renders)
-        else:
-            truth = builtin_truth("pixels") if with_truth else None
-        return Problem("pixels", ImageDomain(pixels.SIZE, pixels.SIZE), train, heldout, truth)
-    if name == "land":
-        if land_truth is not None:
-            truth = Truth(land=land_truth)
-        else:
-            truth = builtin_truth("land") if with_truth else None
-        r = truth.land.region if truth is not None else land.Region().snapped()
-        train, heldout = (land.read_csv(d / f"land-{s}.csv") for s in ("train", "heldout"))
-        return Problem("land", PointsDomain(r.lon_min, r.lon_max, r.lat_min, r.lat_max),
-                       train, heldout, truth)
-    raise ValueError(f"unknown built-in dataset {name!r}; expected one of {', '.join(BUILTIN)}")
-
-
-# ---------------------------------------------------------------------------
-# Truth, once per process
-# ---------------------------------------------------------------------------
-
-_truth_lock = threading.Lock()
-_truths: dict[str, object] = {}
-
-
-def builtin_truth(name: str) -> Truth:
-    """The exact P_data of a built-in dataset, loaded once per process (thread-safe)."""
-    with _truth_lock:
-        if name not in _truths:
-            if name == "fashion":
-                _truths[name] = Truth(table=fashion.probability_table().ravel())
-            elif name == "pixels":
-                _truths[name] = pixels_truth(pixels.load_renders(progress=False))
-            elif name == "land":
-                _truths[name] = Truth(land=LandData())
-            else:
-                raise ValueError(f"unknown built-in dataset {name!r}")
-        return _truths[name]
+    loaded = get_dataset(name).call("load", builtin_files(name, data_dir))
+    truth = truth_of(name) if with_truth else None
+    return Problem(name, loaded.domain, loaded.train, loaded.heldout, truth,
+                   schema=loaded.schema, builtin=name)
 
 
 # ---------------------------------------------------------------------------
@@ -153,13 +85,13 @@ def load_user(name: str, kind: str, train: Path, heldout: Path | None = None, *,
             schema_obj = CategoricalSchema.from_yaml(schema)
         else:
             # categories from every file given, so held-out values are not "unknown"
-            frames = [fashion.read_csv(p) for p in (train, heldout) if p is not None]
             import pandas as pd
 
+            frames = [fashion.read_csv(p) for p in (train, heldout) if p is not None]
             schema_obj = CategoricalSchema.infer(pd.concat(frames, ignore_index=True))
             notes.append(f"{name}: no schema given; categories inferred from the data")
-        X = user.load_categorical_csv(train, schema_obj).X
-        Xh = user.load_categorical_csv(heldout, schema_obj).X if heldout is not None else None
+        X = user.load_categorical_csv(train, schema_obj)
+        Xh = user.load_categorical_csv(heldout, schema_obj) if heldout is not None else None
         domain = CategoricalDomain(schema_obj.shape)
     elif kind == "image":
         _, X = user.load_image_folder(train)
@@ -182,37 +114,44 @@ def load_user(name: str, kind: str, train: Path, heldout: Path | None = None, *,
                              f"{heldout_fraction:.0%} and still train")
         X, Xh = X[perm[n_held:]], X[perm[:n_held]]
         notes.append(f"{name}: held out {n_held} of {len(perm)} examples (seeded split)")
-    return Problem(name, domain, X, Xh, None, schema=schema_obj, notes=notes)
+    return Problem(name, domain, X, Xh, None, schema=schema_obj, notes=tuple(notes))
 
 
 # ---------------------------------------------------------------------------
 # Problems on disk (so tasks pass paths, not arrays)
 # ---------------------------------------------------------------------------
 
-def save_problem(problem: Problem, path: Path, *, builtin: str | None = None) -> Path:
-    """Write the arrays (.npz) and a JSON sidecar (name, domain, schema, builtin, notes)."""
+def save_problem(problem: Problem, path: Path) -> Path:
+    """Write the arrays and the metadata (name, domain, schema, builtin, notes) as one
+    ``.npz``, under a unique temporary name renamed into place (safe with
+    concurrent writers of the same path: the last rename wins, whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, train=problem.train, heldout=problem.heldout)
-    meta = {"name": problem.name, "kind": problem.kind, "domain": asdict(problem.domain),
-            "builtin": builtin, "notes": problem.notes,
+    meta = {"name": problem.name, "domain": {"kind": problem.kind, **asdict(problem.domain)},
+            "builtin": problem.builtin, "notes": list(problem.notes),
             "schema": problem.schema.to_dict() if problem.schema is not None else None}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-    tmp.replace(path)
+    paths.atomic_write(path, lambda f: np.savez(
+        f, train=problem.train, heldout=problem.heldout,
+        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)))
     return path
 
 
 def load_problem(path: Path) -> Problem:
-    """Inverse of :func:`save_problem`; built-in problems get their truth back."""
-    path = Path(path)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    with np.load(path) as arrays:
-        train, heldout = arrays["train"], arrays["heldout"]
-    domain_cls = {"categorical": CategoricalDomain, "image": ImageDomain, "points": PointsDomain}[meta["kind"]]
-    d = meta["domain"]
-    domain = domain_cls(**({"shape": tuple(d["shape"])} if meta["kind"] == "categorical" else d))
-    schema = CategoricalSchema.from_dict(meta["schema"]) if meta["schema"] else None
-    truth = builtin_truth(meta["builtin"]) if meta["builtin"] else None
-    return Problem(meta["name"], domain, train, heldout, truth, schema=schema, notes=meta["notes"])
+    """Inverse of :func:`save_problem`; built-in problems get their truth back.
 
+    Raises ValueError naming the file when it is truncated or corrupt.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            train, heldout = arrays["train"], arrays["heldout"]
+            meta = json.loads(arrays["meta"].tobytes().decode())
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: unreadable problem file ({type(exc).__name__}: {exc})") from None
+    domain = domain_from_dict(meta["domain"])
+    schema = CategoricalSchema.from_dict(meta["schema"]) if meta["schema"] else None
+    truth = truth_of(meta["builtin"]) if meta["builtin"] else None
+    return Problem(meta["name"], domain, train, heldout, truth, schema=schema,
+                   builtin=meta["builtin"], notes=tuple(meta["notes"]))

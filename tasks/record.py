@@ -80,6 +80,7 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict
         samples, _ = load_samples(result["samples_path"])
         tracking.log_params(uri, run_id, {"n_train": len(problem.train), "n_heldout": len(problem.heldout),
                                           "n_parameters_exact": str(model.n_parameters_)[:200]})
+        log_scoring_record(uri, run_id, result, model)
         if result.get("notes"):
             tracking.log_text(uri, run_id, "\n".join(result["notes"]) + "\n", "notes.txt")
         with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +91,20 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict
         raise
     tracking.end_run(uri, run_id, "FINISHED")
     return run_id
+
+
+def log_scoring_record(uri: str, run_id: str, result: dict, model) -> None:
+    """What kind of likelihood the model gives, the scores skipped and why (tags and
+    ``skipped-scores.txt``), and the training history as step metrics."""
+    skipped = result.get("skipped") or {}
+    tracking.set_tags(uri, run_id, {"log_prob_kind": result.get("log_prob_kind", model.log_prob_kind),
+                                    **{f"skipped.{name}": why for name, why in skipped.items()}})
+    if skipped:
+        tracking.log_text(uri, run_id, "".join(f"{name}: skipped, {why}\n" for name, why in skipped.items()),
+                          "skipped-scores.txt")
+    for key, values in (getattr(model, "history_", None) or {}).items():
+        for step, value in enumerate(values):
+            tracking.log_metrics(uri, run_id, {key: value}, step=step)
 
 
 def comparison_frame(results: list[dict]) -> pd.DataFrame:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import logging
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,9 @@ from prefect.cache_policies import NO_CACHE
 
 from pmodel import paths
 from pmodel.datasets.digest import path_digest
+from pmodel.paths import atomic_write
+
+_logger = logging.getLogger(__name__)
 
 
 def work_dir() -> Path:
@@ -35,11 +39,68 @@ def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+# Where each cached step writes its output, by its key: the cache key function
+# below checks that output before Prefect may reuse the cached result.
+_OUTPUTS = {"split": ("problems", ".npz"), "fit": ("models", ""), "sample": ("samples", ".npz")}
+
+
+def output_path(step: str, key: str) -> Path:
+    folder, suffix = _OUTPUTS[step]
+    return work_dir() / folder / f"{key}{suffix}"
+
+
+def _npz_intact(path: Path) -> bool:
+    """Whether a .npz opens and every member passes its CRC check (a truncated or
+    overwritten file fails)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
+
+
+def intact(path: Path) -> bool:
+    """Whether a cached output (a .npz, or a saved model folder) is whole."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return path.is_file() and _npz_intact(path)
+    try:
+        json.loads((path / "model.json").read_text())
+        json.loads((path / "fit.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return _npz_intact(path / "arrays.npz")
+
+
 def _by_key(context, parameters) -> str:
     return parameters["key"]
 
 
 _CACHED = dict(cache_key_fn=_by_key, persist_result=True, cache_expiration=None)
+
+
+def must_recompute(step: str, key: str) -> bool:
+    """Whether a cached step's output (named by its key) is missing or corrupt, so that
+    the step must run again even if Prefect holds a cached result for the key. A
+    corrupt file is reported with its path (then rewritten by the step)."""
+    path = output_path(step, key)
+    if intact(path):
+        return False
+    if path.exists():
+        _logger.warning("cached %s output %s is corrupt: recomputing it", step, path)
+    return True
+
+
+def _atomic_npz(path: Path, **arrays) -> Path:
+    """Write arrays to ``path`` under a unique temporary name, then rename (any
+    number of writers, in any processes, of the same path)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 # ---------------------------------------------------------------------------
@@ -49,15 +110,13 @@ _CACHED = dict(cache_key_fn=_by_key, persist_result=True, cache_expiration=None)
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="ingest-{name}")
 def ingest_dataset(name: str, spec: dict, builtin_dir: str | None) -> dict:
     """Locate a dataset's files and digest them: {kind, builtin, files, digests, digest}."""
-    from pmodel.config import BUILTIN_KINDS
-
     if "builtin" in spec:
+        from pmodel.datasets.registry import get_dataset
+        from pmodel.problems import builtin_files
+
         b = spec["builtin"]
-        d = Path(builtin_dir)
-        files = {"fashion": {"train": d / "fashion-train.csv", "heldout": d / "fashion-heldout.csv"},
-                 "pixels": {"train": d / "pixels-train", "heldout": d / "pixels-heldout"},
-                 "land": {"train": d / "land-train.csv", "heldout": d / "land-heldout.csv"}}[b]
-        kind = BUILTIN_KINDS[b]
+        files = builtin_files(b, Path(builtin_dir))
+        kind = get_dataset(b).kind
     else:
         b = None
         kind = spec["kind"]
@@ -115,9 +174,7 @@ def split_dataset(ingested: dict, seed: int, key: str) -> str:
                             Path(files["heldout"]) if "heldout" in files else None,
                             schema=Path(files["schema_file"]) if "schema_file" in files else None,
                             heldout_fraction=spec.get("heldout_fraction", 0.2), seed=seed)
-    path = work_dir() / "problems" / f"{key}.npz"
-    save_problem(problem, path, builtin=ingested["builtin"])
-    return str(path)
+    return str(save_problem(problem, output_path("split", key)))
 
 
 # ---------------------------------------------------------------------------
@@ -132,43 +189,38 @@ def _require(path: str) -> Path:
 
 
 @task(task_run_name="fit-{dataset}-{label}", **_CACHED)
-def fit_family(problem_path: str, dataset: str, family: str, params: dict, label: str, key: str) -> str:
-    """Fit one family to a problem's training data; pickle the model; return its path."""
-    from pmodel.families import make_family
+def fit_family(problem_path: str, dataset: str, family: str, params: dict, label: str,
+               seed: int, key: str) -> str:
+    """Fit one family to a problem's training data (seeded); save the model; return its folder."""
+    from pmodel.evaluate import fit_model
     from pmodel.problems import load_problem
 
     problem = load_problem(_require(problem_path))
-    model = make_family(family, problem.domain, **params)
-    t = time.perf_counter()
-    model.fit(problem.train)
-    seconds = time.perf_counter() - t
-    path = work_dir() / "models" / f"{key}.pkl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".partial"), "wb") as f:
-        pickle.dump({"model": model, "fit_seconds": seconds}, f)
-    path.with_suffix(".partial").replace(path)
+    model, seconds = fit_model(family, params, problem, seed=seed)
+    path = output_path("fit", key)
+    path.mkdir(parents=True, exist_ok=True)
+    _atomic_text(path / "fit.json", json.dumps({"fit_seconds": seconds}))
+    model.save(path)
     return str(path)
 
 
 def load_model(model_path: str) -> tuple[object, float]:
-    with open(_require(model_path), "rb") as f:
-        saved = pickle.load(f)
-    return saved["model"], saved["fit_seconds"]
+    """A fitted model from its folder, and the seconds its fit took."""
+    from pmodel.families import load_model as _load
+
+    model = _load(_require(model_path))
+    fit = json.loads((Path(model_path) / "fit.json").read_text())
+    return model, fit["fit_seconds"]
 
 
 @task(task_run_name="sample-{dataset}-{label}", **_CACHED)
 def sample_family(model_path: str, dataset: str, label: str, n_samples: int, seed: int, key: str) -> str:
-    """Draw samples from a fitted model (numpy Generator from the seed); return the .npy path."""
+    """Draw samples from a fitted model (seeded); return the .npz path."""
+    from pmodel.evaluate import draw_samples
+
     model, _ = load_model(model_path)
-    t = time.perf_counter()
-    samples = model.sample(n_samples, rng=np.random.default_rng([seed, 7]))
-    seconds = time.perf_counter() - t
-    path = work_dir() / "samples" / f"{key}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, samples=samples, sample_seconds=seconds)
-    tmp.replace(path)
-    return str(path)
+    samples, seconds = draw_samples(model, n_samples, seed=seed)
+    return str(_atomic_npz(output_path("sample", key), samples=samples, sample_seconds=seconds))
 
 
 def load_samples(samples_path: str) -> tuple[np.ndarray, float]:
@@ -179,14 +231,14 @@ def load_samples(samples_path: str) -> tuple[np.ndarray, float]:
 @task(task_run_name="score-{dataset}-{label}", **_CACHED)
 def score_family(problem_path: str, model_path: str, samples_path: str, dataset: str,
                  label: str, key: str) -> dict:
-    """Every score that applies (pmodel.evaluate.score), plus timings and parameter counts."""
-    from pmodel.evaluate import parameter_counts, score
+    """Every score that applies (pmodel.evaluate.score), with the skipped ones' reasons."""
+    from pmodel.evaluate import score
     from pmodel.problems import load_problem
 
     problem = load_problem(_require(problem_path))
     model, fit_seconds = load_model(model_path)
     samples, sample_seconds = load_samples(samples_path)
-    metrics, notes = score(model, problem, samples)
-    metrics.update(fit_seconds=fit_seconds, sample_seconds=sample_seconds,
-                   **parameter_counts(model))
-    return {"metrics": metrics, "notes": notes + list(problem.notes)}
+    metrics, skipped = score(model, problem, samples, fit_seconds=fit_seconds,
+                             sample_seconds=sample_seconds)
+    return {"metrics": metrics, "skipped": skipped, "notes": list(problem.notes),
+            "log_prob_kind": model.log_prob_kind}

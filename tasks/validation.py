@@ -37,15 +37,15 @@ from typing import Any, Callable
 import pandas as pd
 
 from pmodel.datasets import fashion
+from pmodel.datasets.registry import dataset_names, get_dataset
 from pmodel.datasets.schema import CategoricalSchema
 from pmodel.errors import DataValidationError
 from pmodel.paths import reports_dir
 
-#: Kinds built into pmodel; anything else must be the path of a schema YAML.
-KINDS = ("fashion", "pixels", "land", "categorical", "images")
-
-#: Size (height, width) of the built-in pixels images.
-PIXELS_SIZE = (32, 32)
+#: Kinds for users' data; the built-in datasets' names (``fashion``, ``pixels``,
+#: ``land``, ...) are kinds too, with the rules their registry entry declares.
+#: Anything else must be the path of a schema YAML.
+USER_KINDS = ("categorical", "images", "land")
 
 #: Offending lines or images shown per rule (the JSON report lists them all).
 N_EXAMPLES = 5
@@ -171,20 +171,18 @@ def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = Non
     ValueError
         When ``kind`` is unknown or its schema file cannot be read.
     """
-    if kind == "fashion":
-        return validate_categorical_csv(path, fashion.SCHEMA, kind="fashion",
-                                        report_dir=report_dir)
+    if kind in dataset_names():
+        return validate_builtin(kind, path, report_dir=report_dir)
     if kind == "categorical":
         return validate_categorical_csv(path, None, report_dir=report_dir)
     if kind == "land":
         return validate_land_csv(path, report_dir=report_dir)
-    if kind == "pixels":
-        return validate_image_folder(path, PIXELS_SIZE, kind="pixels", report_dir=report_dir)
     if kind == "images":
         return validate_image_folder(path, None, report_dir=report_dir)
     schema_path = Path(kind)
     if schema_path.suffix.lower() not in (".yaml", ".yml") and not schema_path.is_file():
-        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}, "
+        kinds = sorted(set(dataset_names()) | set(USER_KINDS))
+        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(kinds)}, "
                          "or the path of a schema YAML file")
     try:
         schema = CategoricalSchema.from_yaml(schema_path)
@@ -192,6 +190,22 @@ def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = Non
         raise ValueError(f"cannot read schema file {schema_path}: {exc.strerror or exc}") from None
     return validate_categorical_csv(path, schema, report_dir=report_dir,
                                     schema_source=schema_path)
+
+
+def validate_builtin(name: str, path: Path | str, *, report_dir: Path | str | None = None
+                     ) -> ValidationReport:
+    """Validate a file of built-in dataset ``name`` with the rules its registry entry declares."""
+    rules = get_dataset(name).validation
+    if rules.format == "categorical-csv":
+        from pmodel.datasets.registry import _resolve
+
+        schema = _resolve(rules.schema) if rules.schema else None
+        return validate_categorical_csv(path, schema, kind=name, report_dir=report_dir)
+    if rules.format == "points-csv":
+        return validate_land_csv(path, kind=name, report_dir=report_dir)
+    if rules.format == "png-folder":
+        return validate_image_folder(path, rules.image_size, kind=name, report_dir=report_dir)
+    raise ValueError(f"dataset {name!r}: unknown validation format {rules.format!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -215,8 +229,8 @@ def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None,
     notes = []
     if schema is None:
         notes.append("categories inferred from the data (no schema given)")
-    elif kind == "fashion":
-        notes.append("checked against the built-in fashion schema")
+    elif kind in dataset_names():
+        notes.append(f"checked against the built-in {kind} schema")
     elif schema_source is not None:
         notes.append(f"checked against the schema in {schema_source}")
     label = kind if schema_source is None else f"schema_{schema_source.stem}"

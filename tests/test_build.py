@@ -38,9 +38,21 @@ def test_pixels_are_the_renders_of_the_fashion_rows(built, renders):
     np.testing.assert_array_equal(X, renders[fashion.SCHEMA.cell_index(codes)])
 
 
+def _files(folder):
+    """Every output's manifest entry, over all datasets."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {k: v for entry in manifest["datasets"].values() for k, v in entry["files"].items()}
+
+
 def test_manifest_records_seed_sizes_and_true_digests(built):
     manifest = json.loads((built / "manifest.json").read_text())
-    assert (manifest["seed"], manifest["n_train"], manifest["n_heldout"]) == (3, 20, 30)
+    assert set(manifest["datasets"]) == {"fashion", "pixels", "land"}
+    for entry in manifest["datasets"].values():
+        b = entry["build"]
+        assert (b["seed"], b["n_train"], b["n_heldout"]) == (3, 20, 30)
+    assert "avatar_render_key" in manifest["datasets"]["pixels"]["build"]
+    assert manifest["datasets"]["land"]["build"]["land_region"]["lat_min"] == -60.0
+    manifest = {"files": _files(built)}
     assert set(manifest["files"]) == {
         "fashion-train.csv", "fashion-heldout.csv", "pixels-train", "pixels-heldout",
         "pixels-train-labels.csv", "pixels-heldout-labels.csv", "land-train.csv",
@@ -53,8 +65,7 @@ def test_manifest_records_seed_sizes_and_true_digests(built):
 def test_same_seed_rebuilds_byte_for_byte_and_splits_are_independent(built, tmp_path):
     assert main(["data", "build", "--out", str(tmp_path), "--seed", "3", "--n-train", "20",
                  "--n-heldout", "7"]) == 0
-    first = json.loads((built / "manifest.json").read_text())["files"]
-    again = json.loads((tmp_path / "manifest.json").read_text())["files"]
+    first, again = _files(built), _files(tmp_path)
     for name in ("fashion-train.csv", "pixels-train", "land-train.csv"):
         assert again[name]["sha256"] == first[name]["sha256"], name  # n_heldout changed only
     assert again["fashion-heldout.csv"]["sha256"] != first["fashion-heldout.csv"]["sha256"]
@@ -63,8 +74,7 @@ def test_same_seed_rebuilds_byte_for_byte_and_splits_are_independent(built, tmp_
 def test_another_seed_gives_other_data(built, tmp_path):
     assert main(["data", "build", "--out", str(tmp_path), "--seed", "4", "--n-train", "20",
                  "--n-heldout", "30"]) == 0
-    a = json.loads((built / "manifest.json").read_text())["files"]
-    b = json.loads((tmp_path / "manifest.json").read_text())["files"]
+    a, b = _files(built), _files(tmp_path)
     assert all(a[name]["sha256"] != b[name]["sha256"] for name in a)
 
 

@@ -42,13 +42,25 @@ families:
 @pytest.mark.parametrize("text,fragment", [
     (BASE + "colour: red\n", "colour: unknown key"),
     (BASE.replace("naive_bayes", "naive_bayess"), "unknown family 'naive_bayess'"),
-    (BASE.replace("alpha: 1.0", "alpah: 1.0"), "unknown hyperparameters ['alpah']"),
-    (BASE.replace("{builtin: fashion}", "{builtin: fashon}"), "fashion.builtin: Input should be"),
+    (BASE.replace("alpha: 1.0", "alpah: 1.0"), "unknown hyperparameter(s) ['alpah']"),
+    (BASE.replace("{builtin: fashion}", "{builtin: fashon}"), "unknown built-in dataset 'fashon'"),
     (BASE.replace("{builtin: fashion}", "{kind: image, trian: x}"), "fashion.trian: unknown key"),
     (BASE + "seed: -1\n", "seed: Input should be greater than or equal to 0"),
     (BASE.replace("name: t", "name: 'a b'"), "name: String should match pattern"),
-    (BASE + "    points: {cell_deg: 1}\n", "families[0] (naive_bayes on points data): unknown "
-                                          "hyperparameters ['cell_deg']"),
+    (BASE + "    points: {cell_deg: 1}\n", "families[0].points (naive_bayes on points data): unknown "
+                                          "hyperparameter(s) ['cell_deg']"),
+    # hyperparameter values are checked against the family's declared bounds when the file loads
+    (BASE.replace("alpha: 1.0", "alpha: -1"), "families[0].params (naive_bayes on categorical data): "
+                                             "alpha: must be >= 0.0, got -1.0"),
+    (BASE.replace("alpha: 1.0", "alpha: one"), "alpha: expected a number, got 'one'"),
+    (BASE.replace("{builtin: fashion}", "{builtin: land}").replace("family: naive_bayes", "family: multinomial")
+     + "    points: {cell_deg: 0}\n", "cell_deg: must be > 0.0, got 0.0"),
+    (BASE.replace("{builtin: fashion}", "{builtin: land}").replace("family: naive_bayes", "family: multinomial")
+     + "    points: {cell_deg: 0.0001}\n", "cell_deg: 0.0001 degrees makes 6.48e+12 cells over the map"),
+    # the memory of the samples, and labels MLflow can hold
+    (BASE.replace("{builtin: fashion}", "{builtin: pixels}") + "n_samples: 100000000\n",
+     "n_samples: 100000000 samples of 'fashion' (1024 values each) would take 762.9 GiB"),
+    (BASE + "    label: box (orange)\n", "families.0.label: String should match pattern"),
     (BASE.replace("{builtin: fashion}", "{kind: points, train: p.csv, schema: s.yaml}"),
      "'schema' applies to categorical data only"),
 ])

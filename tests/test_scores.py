@@ -41,10 +41,11 @@ def test_heldout_loglik_fields_match_numpy():
     s = scores.heldout_loglik(lp, n_dims=4)
     finite = np.array([-1.5, -2.25, -0.5, -3.0])
     assert s.n == 6 and s.n_finite == 4
-    assert s.mean_loglik == finite.mean() == -1.8125
+    assert s.mean_loglik_in_support == finite.mean() == -1.8125
     assert s.out_of_support_rate == 2 / 6
-    assert s.mean_loglik_all == -np.inf  # never silently drop the -inf
-    assert s.bits_per_dim == pytest.approx(1.8125 / (4 * math.log(2)), rel=1e-15)
+    assert s.mean_loglik == -np.inf  # never silently drop the -inf
+    assert s.bits_per_dim == np.inf
+    assert s.bits_per_dim_in_support == pytest.approx(1.8125 / (4 * math.log(2)), rel=1e-15)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.n = 3
 
@@ -52,12 +53,12 @@ def test_heldout_loglik_fields_match_numpy():
 def test_heldout_loglik_all_finite_and_none_finite():
     lp = np.array([-0.25, -4.0, -1.0])
     s = scores.heldout_loglik(lp)
-    assert s.mean_loglik == s.mean_loglik_all == pytest.approx(np.mean(lp), rel=1e-15)
+    assert s.mean_loglik == s.mean_loglik_in_support == pytest.approx(np.mean(lp), rel=1e-15)
     assert s.out_of_support_rate == 0.0 and s.n_finite == 3
     assert s.bits_per_dim is None
     s = scores.heldout_loglik([-np.inf, -np.inf], n_dims=2)
-    assert math.isnan(s.mean_loglik) and math.isnan(s.bits_per_dim)
-    assert s.out_of_support_rate == 1.0 and s.mean_loglik_all == -np.inf and s.n_finite == 0
+    assert math.isnan(s.mean_loglik_in_support) and math.isnan(s.bits_per_dim_in_support)
+    assert s.out_of_support_rate == 1.0 and s.mean_loglik == -np.inf and s.n_finite == 0
 
 
 @pytest.mark.parametrize("bad", [[-1.0, np.nan], [-1.0, np.inf], []])
@@ -150,7 +151,7 @@ def test_kl_land_is_inf_when_the_model_misses_land(small_truth):
 def test_kl_land_is_exact_for_a_histogram_model_at_any_finer_grid(small_truth, chunk,
                                                                  monkeypatch):
     if chunk:
-        monkeypatch.setattr(scores, "_KL_LAND_CHUNK", chunk)
+        monkeypatch.setattr(scores.truth, "_KL_LAND_CHUNK", chunk)
     # a 1-degree histogram model (Laplace-smoothed counts of truth samples)
     rng = np.random.default_rng(0)
     X = small_truth.sample(500, rng=rng)

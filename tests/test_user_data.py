@@ -14,19 +14,23 @@ def test_categorical_csv_with_schema_keeps_the_schemas_order(tmp_path):
     fashion.write_csv(df[list(reversed(fashion.COLUMNS))], path)  # columns in another order
     schema_path = tmp_path / "schema.yaml"
     fashion.SCHEMA.to_yaml(schema_path)
-    data = user.load_categorical_csv(path, schema_path)
-    assert data.schema == fashion.SCHEMA and data.notes == []
-    np.testing.assert_array_equal(data.X, fashion.SCHEMA.to_codes(df))
+    np.testing.assert_array_equal(user.load_categorical_csv(path, schema_path),
+                                  fashion.SCHEMA.to_codes(df))
 
 
-def test_categorical_csv_without_schema_infers_and_says_so(tmp_path):
+def test_users_categorical_problem_without_schema_infers_and_says_so(tmp_path):
+    from pmodel.problems import load_user
+
     path = tmp_path / "pets.csv"
-    pd.DataFrame({"animal": ["dog", "cat", "dog"], "size": ["S", "L", "M"]}).to_csv(path, index=False)
-    data = user.load_categorical_csv(path)
-    assert data.schema.inferred
-    assert data.schema.columns == (("animal", ("cat", "dog")), ("size", ("L", "M", "S")))
-    np.testing.assert_array_equal(data.X, [[1, 2], [0, 0], [1, 1]])
-    assert len(data.notes) == 1 and "inferred" in data.notes[0] and "pets.csv" in data.notes[0]
+    pd.DataFrame({"animal": ["dog", "cat", "dog", "cat", "dog"],
+                  "size": ["S", "L", "M", "S", "S"]}).to_csv(path, index=False)
+    problem = load_user("pets", "categorical", path, heldout_fraction=0.2, seed=0)
+    assert problem.schema.inferred
+    assert problem.schema.columns == (("animal", ("cat", "dog")), ("size", ("L", "M", "S")))
+    rows = {tuple(r) for r in np.concatenate([problem.train, problem.heldout]).tolist()}
+    assert rows == {(1, 2), (0, 0), (1, 1), (0, 2)}
+    assert any("inferred" in note for note in problem.notes)
+    assert any("held out 1 of 5" in note for note in problem.notes)
 
 
 def test_image_folder_and_points(tmp_path):

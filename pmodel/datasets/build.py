@@ -1,33 +1,33 @@
 """Build the built-in datasets as files: the inputs the flows ingest.
 
-For a seed, writes (all reproducible, byte for byte)::
+For a seed, every dataset of the registry (``pmodel.datasets.registry``) writes
+its files, all reproducible byte for byte; for the three of the chapter::
 
     fashion-train.csv, fashion-heldout.csv          rows drawn from fashion's P_data
     pixels-train/, pixels-heldout/                  the same rows' avatars, 32x32 PNGs
     pixels-train-labels.csv, pixels-heldout-labels.csv   file name -> fashion row
     land-train.csv, land-heldout.csv                points uniform on land (lat >= -60)
-    manifest.json                                   seed, sizes, region, digest of each file
+    manifest.json                                   per dataset: seed, sizes, build key, digests
 
 Train and held-out sets are independent draws from P_data, each from its own
-random stream derived from the seed.
+random stream derived from the seed (numpy entropy ``[seed, stream]``, the
+streams declared by the registry).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
-import shutil
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from pmodel import __version__, paths
-from pmodel.datasets import fashion, images, land, pixels
 from pmodel.datasets.digest import path_digest
-
-# independent random streams per output (numpy SeedSequence entropy = [seed, stream])
-STREAMS = {"fashion-train": 1, "fashion-heldout": 2, "land-train": 3, "land-heldout": 4}
+from pmodel.datasets.registry import SPLITS, dataset_names, get_dataset
 
 
 @dataclass(frozen=True)
@@ -37,106 +37,89 @@ class BuildConfig:
     seed: int = 0
     n_train: int = 50
     n_heldout: int = 5000
-    region: land.Region = field(default_factory=land.Region)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.n_train, "heldout": self.n_heldout}
 
 
-def stream(seed: int, name: str) -> np.random.Generator:
-    """The random stream of one output, independent of the others."""
-    return np.random.default_rng([seed, STREAMS[name]])
+def stream(seed: int, stream_id: int) -> np.random.Generator:
+    """The random stream ``stream_id`` of a seed, independent of the others."""
+    return np.random.default_rng([seed, stream_id])
 
 
-def _write_pixels(codes: np.ndarray, renders: np.ndarray, out: Path, split: str) -> None:
-    folder = out / f"pixels-{split}"
-    tmp = out / f".pixels-{split}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    names = images.write_png_folder(pixels.images_of(codes, renders), tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)  # no stale PNGs from a bigger earlier build survive
-    labels = fashion.SCHEMA.from_codes(codes)
-    labels.insert(0, "file", names)
-    fashion.write_csv(labels, out / f"pixels-{split}-labels.csv")
+def _build_entry(name: str, config: BuildConfig) -> dict:
+    """What a dataset's files depend on (compared with the manifest to reuse them)."""
+    return {"seed": config.seed, "n_train": config.n_train, "n_heldout": config.n_heldout,
+            **get_dataset(name).key()}
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return m if isinstance(m.get("datasets"), dict) else {}
+
+
+def _is_built(folder: Path, name: str, config: BuildConfig) -> bool:
+    entry = _read_manifest(folder / "manifest.json").get("datasets", {}).get(name)
+    return (entry is not None and entry.get("build") == _build_entry(name, config)
+            and all((folder / f).exists() for f in get_dataset(name).outputs()))
 
 
 def build_all(config: BuildConfig = BuildConfig(), *, out_dir: Path | None = None,
-              progress: bool = True, log: Callable[[str], None] = lambda msg: None) -> Path:
-    """Write every built-in dataset and the manifest; return the manifest's path."""
+              names: Iterable[str] | None = None, progress: bool = True,
+              log: Callable[[str], None] = lambda msg: None) -> Path:
+    """Write the datasets ``names`` (default: every registered one) and update the
+    manifest; return the manifest's path."""
     out = Path(out_dir) if out_dir is not None else paths.data_dir()
     out.mkdir(parents=True, exist_ok=True)
-    sizes = {"train": config.n_train, "heldout": config.n_heldout}
-
-    log(f"fashion: sampling {config.n_train} + {config.n_heldout} rows from P_data")
-    codes = {}
-    for split, n in sizes.items():
-        codes[split] = fashion.sample_codes(n, rng=stream(config.seed, f"fashion-{split}"))
-        fashion.write_csv(fashion.SCHEMA.from_codes(codes[split]), out / f"fashion-{split}.csv")
-
-    log("pixels: loading avatar renders (rendered once, then cached)")
-    renders = pixels.load_renders(progress=progress)
-    for split in sizes:
-        _write_pixels(codes[split], renders, out, split)
-
-    log("land: loading the GLOBE land mask and sampling points on land")
-    truth = land.LandData(config.region)
-    for split, n in sizes.items():
-        land.write_csv(truth.sample(n, rng=stream(config.seed, f"land-{split}")),
-                       out / f"land-{split}.csv")
-
-    outputs = [f"{kind}-{split}{ext}" for kind, ext in
-               (("fashion", ".csv"), ("pixels", ""), ("pixels", "-labels.csv"), ("land", ".csv"))
-               for split in sizes]
-    files = {}
-    for name in sorted(outputs):
-        path = out / name
-        files[name] = {"sha256": path_digest(path)}
-        if path.is_dir():
-            files[name]["n_files"] = sum(1 for _ in path.iterdir())
-        else:
-            files[name]["bytes"] = path.stat().st_size
-    manifest = {
-        "pmodel_version": __version__,
-        "seed": config.seed,
-        "n_train": config.n_train,
-        "n_heldout": config.n_heldout,
-        "land_region": asdict(truth.region),
-        "land_area_deg2": truth.land_area_deg2,
-        "avatar_render_key": pixels.render_key(),
-        "files": files,
-    }
+    names = list(names) if names is not None else dataset_names()
     manifest_path = out / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"wrote {len(files)} datasets to {out}")
+    manifest = _read_manifest(manifest_path) or {"datasets": {}}
+    for name in names:
+        spec = get_dataset(name)
+        rng = {split: stream(config.seed, spec.streams[split]) for split in SPLITS}
+        spec.call("build", out, rng=rng, sizes=config.sizes(), progress=progress, log=log)
+        files = {}
+        for output in sorted(spec.outputs()):
+            path = out / output
+            files[output] = {"sha256": path_digest(path)}
+            if path.is_dir():
+                files[output]["n_files"] = sum(1 for _ in path.iterdir())
+            else:
+                files[output]["bytes"] = path.stat().st_size
+        manifest["datasets"][name] = {"build": _build_entry(name, config), "files": files}
+    manifest["pmodel_version"] = __version__
+    tmp = manifest_path.with_name(f".manifest.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    log(f"wrote {', '.join(names)} to {out}")
     return manifest_path
 
 
-def _manifest_matches(manifest_path: Path, config: BuildConfig) -> bool:
-    try:
-        m = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        return False
-    return (m.get("seed"), m.get("n_train"), m.get("n_heldout"), m.get("land_region"),
-            m.get("avatar_render_key")) == (config.seed, config.n_train, config.n_heldout,
-                                            asdict(config.region.snapped()), pixels.render_key())
+def ensure_built(config: BuildConfig, names: Iterable[str], data_dir: Path | None = None, *,
+                 progress: bool = True, log: Callable[[str], None] = lambda msg: None) -> Path:
+    """The folder holding the built-in datasets ``names`` for ``config``, built when missing.
 
-
-def ensure_built(config: BuildConfig, data_dir: Path | None = None, *, progress: bool = True,
-                 log: Callable[[str], None] = lambda msg: None) -> Path:
-    """The folder holding the built-in datasets for ``config``, built when missing.
-
-    ``data/`` itself when its manifest matches (what ``pmodel data build``
-    wrote); otherwise ``data/builds/seed{S}-train{N}-heldout{M}/``, built once.
+    ``data/`` itself when its manifest has them for this config (what ``pmodel
+    data build`` wrote); otherwise ``data/builds/seed{S}-train{N}-heldout{M}/``,
+    where only the missing datasets are built. Data that is already built is
+    only read, so a read-only ``data/`` works.
     """
-    import fcntl
-
+    names = list(names)
     root = Path(data_dir) if data_dir is not None else paths.data_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    # one builder at a time: concurrent runs wait, then find the data built
-    with open(root / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _manifest_matches(root / "manifest.json", config):
-            return root
-        out = root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
-        if not _manifest_matches(out / "manifest.json", config):
-            log(f"building the built-in datasets into {out} (seed {config.seed})")
-            build_all(config, out_dir=out, progress=progress, log=log)
+    if all(_is_built(root, n, config) for n in names):
+        return root
+    out = root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
+    if all(_is_built(out, n, config) for n in names):
         return out
-
+    out.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: concurrent runs wait, then find the data built
+    with open(out / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [n for n in names if not _is_built(out, n, config)]
+        if missing:
+            log(f"building {', '.join(missing)} into {out} (seed {config.seed})")
+            build_all(config, out_dir=out, names=missing, progress=progress, log=log)
+    return out

@@ -177,3 +177,30 @@ def write_csv(df: pd.DataFrame, path: Path | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False, lineterminator="\n")
+
+
+# ---------------------------------------------------------------------------
+# As a built-in dataset (see pmodel.datasets.registry)
+# ---------------------------------------------------------------------------
+
+def build(out: Path, *, rng: dict, sizes: dict, progress: bool = True, log=lambda m: None) -> None:
+    """Write ``fashion-{train,heldout}.csv``: rows drawn from P_data."""
+    log(f"fashion: sampling {' + '.join(str(n) for n in sizes.values())} rows from P_data")
+    for split, n in sizes.items():
+        write_csv(SCHEMA.from_codes(sample_codes(n, rng=rng[split])), Path(out) / f"fashion-{split}.csv")
+
+
+def load(files: dict):
+    """The two CSVs as codes on the fashion schema's domain."""
+    from pmodel.datasets.registry import Loaded
+    from pmodel.families.domains import CategoricalDomain
+
+    train, heldout = (SCHEMA.to_codes(read_csv(files[s])) for s in ("train", "heldout"))
+    return Loaded(CategoricalDomain(SCHEMA.shape), train, heldout, schema=SCHEMA)
+
+
+def truth():
+    """P_data over all 4032 cells, exact."""
+    from pmodel.truths import TableTruth
+
+    return TableTruth(probability_table().ravel())

@@ -105,7 +105,7 @@ def cell_index(lon, lat) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def _ocean_mask() -> np.ndarray:
+def ocean_mask() -> np.ndarray:
     """The GLOBE mask, (21600, 43200) bool, True = ocean (about 5 s to load, 0.9 GB)."""
     from global_land_mask import globe
 
@@ -117,13 +117,19 @@ def _ocean_mask() -> np.ndarray:
     return mask
 
 
+def n_land_cells(region: Region) -> int:
+    """Land cells of the mask (1/120 degree) inside a snapped region; 0 when it is all sea."""
+    r0, r1, c0, c1 = region.cells()
+    return (r1 - r0) * (c1 - c0) - int(np.count_nonzero(ocean_mask()[r0:r1, c0:c1]))
+
+
 def is_land(lon, lat) -> np.ndarray:
     """Vectorised on-land lookup: bool array, False outside the valid lon/lat ranges.
 
     Same answer as ``global_land_mask.is_land(lat, lon)`` (note its argument
     order) for every valid point, without its copies and checks.
     """
-    ocean = _ocean_mask()
+    ocean = ocean_mask()
     i, j = cell_index(lon, lat)
     valid = (i >= 0) & (i < N_ROWS) & (j >= 0) & (j < N_COLS)
     out = np.zeros(np.shape(i), dtype=bool)
@@ -179,7 +185,7 @@ class LandData:
         """
         r0, c0 = self._origin
         n_rows, n_cols = self._shape
-        ocean = _ocean_mask()[r0:r0 + n_rows, c0:c0 + n_cols].view(np.uint8)
+        ocean = ocean_mask()[r0:r0 + n_rows, c0:c0 + n_cols].view(np.uint8)
         row_starts = np.arange(0, n_rows, k)
         col_starts = np.arange(0, n_cols, k)
         acc = np.uint8 if k <= 255 else np.int32
@@ -242,7 +248,7 @@ class LandData:
         -------
         X : ndarray of shape (n_samples, 2), float64, columns (lon, lat)
         """
-        ocean = _ocean_mask()
+        ocean = ocean_mask()
         r0, c0 = self._origin
         n_rows, n_cols = self._shape
         n_block_cols = len(self._col_starts)
@@ -285,3 +291,38 @@ def write_csv(X: np.ndarray, path: Path | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(np.asarray(X), columns=list(COLUMNS)).to_csv(
         path, index=False, lineterminator="\n")  # shortest round-trip repr: exact
+
+
+# ---------------------------------------------------------------------------
+# As a built-in dataset (see pmodel.datasets.registry)
+# ---------------------------------------------------------------------------
+
+def build(out: Path, *, rng: dict, sizes: dict, progress: bool = True, log=lambda m: None) -> None:
+    """Write ``land-{train,heldout}.csv``: points uniform on land in the default region."""
+    log("land: loading the GLOBE land mask and sampling points on land")
+    from pmodel.datasets.registry import truth_of
+
+    data = truth_of("land").land
+    for split, n in sizes.items():
+        write_csv(data.sample(n, rng=rng[split]), Path(out) / f"land-{split}.csv")
+
+
+def build_key() -> dict:
+    from dataclasses import asdict
+
+    return {"land_region": asdict(Region().snapped())}
+
+
+def load(files: dict):
+    from pmodel.datasets.registry import Loaded
+    from pmodel.families.domains import PointsDomain
+
+    r = Region().snapped()
+    train, heldout = (read_csv(files[s]) for s in ("train", "heldout"))
+    return Loaded(PointsDomain(r.lon_min, r.lon_max, r.lat_min, r.lat_max), train, heldout)
+
+
+def truth():
+    from pmodel.truths import LandTruth
+
+    return LandTruth(LandData())

@@ -184,3 +184,62 @@ def load_renders(*, progress: bool = True, n_jobs: int | None = None) -> np.ndar
 def images_of(codes: np.ndarray, renders: np.ndarray) -> np.ndarray:
     """Images of fashion rows given as codes (n, 5): (n, 32, 32) uint8."""
     return renders[fashion.SCHEMA.cell_index(codes)]
+
+
+# ---------------------------------------------------------------------------
+# As a built-in dataset (see pmodel.datasets.registry)
+# ---------------------------------------------------------------------------
+
+def build(out: Path, *, rng: dict, sizes: dict, progress: bool = True, log=lambda m: None) -> None:
+    """Write ``pixels-{train,heldout}/`` and their labels: the rows fashion draws
+    from the same streams, as avatars."""
+    import shutil
+
+    from pmodel.datasets import images
+
+    log("pixels: loading avatar renders (rendered once, then cached)")
+    renders = load_renders(progress=progress)
+    out = Path(out)
+    for split, n in sizes.items():
+        codes = fashion.sample_codes(n, rng=rng[split])
+        folder = out / f"pixels-{split}"
+        tmp = out / f".pixels-{split}.{os.getpid()}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        names = images.write_png_folder(images_of(codes, renders), tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)  # no stale PNGs from a bigger earlier build survive
+        labels = fashion.SCHEMA.from_codes(codes)
+        labels.insert(0, "file", names)
+        fashion.write_csv(labels, out / f"pixels-{split}-labels.csv")
+
+
+def build_key() -> dict:
+    return {"avatar_render_key": render_key()}
+
+
+def load(files: dict):
+    from pmodel.datasets import images
+    from pmodel.datasets.registry import Loaded
+    from pmodel.families.domains import ImageDomain
+
+    (_, train), (_, heldout) = (images.read_png_folder(files[s]) for s in ("train", "heldout"))
+    return Loaded(ImageDomain(SIZE, SIZE), train, heldout)
+
+
+def truth_from_renders(renders: np.ndarray):
+    """P_data of the avatars: each fashion cell's probability on its render.
+
+    Cells with the same render (hair colour under NoHair) pool their mass, so
+    the images' distribution has one entry per distinct render.
+    """
+    from pmodel.truths import RenderTruth
+
+    canonical = canonical_cells()
+    p = fashion.probability_table().ravel()
+    distinct, inverse = np.unique(canonical, return_inverse=True)
+    probs = np.bincount(inverse, weights=p, minlength=len(distinct))
+    return RenderTruth(images=renders[distinct], probs=probs)
+
+
+def truth():
+    return truth_from_renders(load_renders(progress=False))

@@ -7,7 +7,6 @@ loaders turn valid files into arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,43 +15,12 @@ from pmodel.datasets import fashion, images, land
 from pmodel.datasets.schema import CategoricalSchema
 
 
-@dataclass(frozen=True)
-class CategoricalData:
-    """A categorical table as codes.
-
-    Attributes
-    ----------
-    X : ndarray of shape (n_samples, n_features), int64
-        Category codes in the schema's column and category order.
-    schema : CategoricalSchema
-    notes : list of str
-        What the loader decided for the user (e.g. categories inferred).
-    """
-
-    X: np.ndarray
-    schema: CategoricalSchema
-    path: Path
-    notes: list[str] = field(default_factory=list)
-
-
-def load_categorical_csv(path: Path | str,
-                         schema: CategoricalSchema | Path | str | None = None) -> CategoricalData:
-    """Read a categorical CSV with a schema (object or YAML path), or infer one.
-
-    Without a schema the categories are the sorted distinct values of each
-    column, and ``notes`` says so: a category absent from this file is then
-    unknown to every model fitted to it.
-    """
-    path = Path(path)
-    df = fashion.read_csv(path)
-    notes = []
-    if schema is None:
-        schema = CategoricalSchema.infer(df)
-        notes.append(f"{path}: no schema given; categories inferred from the data: "
-                     + "; ".join(f"{name} ({len(cats)})" for name, cats in schema.columns))
-    elif not isinstance(schema, CategoricalSchema):
+def load_categorical_csv(path: Path | str, schema: CategoricalSchema | Path | str) -> np.ndarray:
+    """Read a categorical CSV as codes (n_samples, n_features) int64 on ``schema``
+    (an object or a YAML path): columns and categories in the schema's order."""
+    if not isinstance(schema, CategoricalSchema):
         schema = CategoricalSchema.from_yaml(schema)
-    return CategoricalData(X=schema.to_codes(df), schema=schema, path=path, notes=notes)
+    return schema.to_codes(fashion.read_csv(path))
 
 
 def load_image_folder(folder: Path | str) -> tuple[list[str], np.ndarray]:

@@ -1,13 +1,27 @@
-"""Model families behind one interface (fit / log_prob / sample / n_parameters_).
+"""Model families behind one interface (contract v2: see ``pmodel.families.base``).
 
-Importing this package registers the chapter's families: ``box``,
-``multinomial`` and ``naive_bayes``, each on the data kinds it serves.
+The registry below is the one place a family is named: registry name -> data
+kind -> "module:Class". It is lazy: a family's module is imported only when
+that family is built or loaded, so checking an experiment file or
+``pmodel --help`` loads no model code it does not use (and no torch).
+Adding a family: one module, plus one ``register_family`` line here.
 """
 
-from pmodel.families import box, multinomial, naive_bayes  # noqa: F401  (registers them)
-from pmodel.families.base import (Family, families_for, family_class, family_names,
-                                  kinds_served, make_family)
+from pmodel.families.base import (Family, Hyper, check_hyperparameters, families_for, family_class,
+                                  family_names, kinds_served, load_model, make_family,
+                                  register_family, unregister_family)
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
-__all__ = ["Family", "make_family", "family_names", "families_for", "family_class",
-           "kinds_served", "CategoricalDomain", "ImageDomain", "PointsDomain"]
+register_family("box", "points", "pmodel.families.box:PointsBox")
+register_family("box", "categorical", "pmodel.families.box:CategoricalBox")
+register_family("box", "image", "pmodel.families.box:ImageBox")
+register_family("multinomial", "categorical", "pmodel.families.multinomial:CategoricalMultinomial")
+register_family("multinomial", "points", "pmodel.families.multinomial:PointsMultinomial")
+register_family("multinomial", "image", "pmodel.families.multinomial:ImageMultinomial")
+register_family("naive_bayes", "categorical", "pmodel.families.naive_bayes:CategoricalNaiveBayes")
+register_family("naive_bayes", "image", "pmodel.families.naive_bayes:ImageNaiveBayes")
+register_family("naive_bayes", "points", "pmodel.families.naive_bayes:PointsNaiveBayes")
+
+__all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
+           "kinds_served", "load_model", "register_family", "unregister_family",
+           "check_hyperparameters", "CategoricalDomain", "ImageDomain", "PointsDomain"]

@@ -6,6 +6,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pmodel.families.base import Hyper
+
+#: The most grid cells (or histogram bins) a family may allocate: 2e7 cells hold
+#: int64 counts and float64 log-probabilities in about 320 MB.
+MAX_GRID_CELLS = 20_000_000
+
+CELL_DEG = Hyper(float, 1.0, gt=0.0, le=360.0, doc="grid cell size in degrees; must divide the region")
+BIN_DEG = Hyper(float, 1.0, gt=0.0, le=360.0, doc="histogram bin width in degrees; must divide the region")
+
+
+def check_grid_cells(lon_deg: float, lat_deg: float | None, key: str) -> None:
+    """Refuse a grid over the whole map (360 x 180 degrees) with more than
+    :data:`MAX_GRID_CELLS` cells (or, for two histograms, bins), naming ``key``."""
+    n_lon = 360.0 / lon_deg
+    n = n_lon * (180.0 / lat_deg) if lat_deg is not None else n_lon + 180.0 / lon_deg
+    if n > MAX_GRID_CELLS:
+        raise ValueError(f"{key}: {lon_deg} degrees makes {n:.3g} cells over the map, more than the "
+                         f"limit of {MAX_GRID_CELLS:.0e} (about {MAX_GRID_CELLS * 16 / 1e6:.0f} MB); "
+                         f"use a larger {key}")
+
 # keep a uniform offset inside its bin: (j + u) * w must not round up into bin j + 1
 _U_MAX = 1.0 - 2.0**-30
 

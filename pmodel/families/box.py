@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pmodel.families.base import Family, register
+from pmodel.families.base import Family
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 
-@register
 class PointsBox(Family):
     """Uniform density over the training points' bounding box (the orange box).
 
@@ -30,12 +29,15 @@ class PointsBox(Family):
     area_ : float, deg^2
     """
 
-    name, kind = "box", "points"
+    name, kinds = "box", ("points",)
+    assumes = "uniform over the bounding box of the training points (sea included)"
+    #: capability: the fitted box_ (lon_min, lon_max, lat_min, lat_max) is the chapter's orange box
+    has_box = True
 
     def __init__(self, domain: PointsDomain):
         super().__init__(domain)
 
-    def fit(self, X) -> "PointsBox":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "PointsBox":
         X = self._check_train(X)
         lo, hi = X.min(axis=0), X.max(axis=0)
         area = float(np.prod(hi - lo))
@@ -64,7 +66,6 @@ class PointsBox(Family):
         return np.column_stack([rng.uniform(lon_min, lon_max, n), rng.uniform(lat_min, lat_max, n)])
 
 
-@register
 class CategoricalBox(Family):
     """Each column uniform over the categories seen in training.
 
@@ -73,12 +74,13 @@ class CategoricalBox(Family):
     seen_ : list of bool arrays, one (n_categories_j,) per column
     """
 
-    name, kind = "box", "categorical"
+    name, kinds = "box", ("categorical",)
+    assumes = "every combination of the categories seen in training is equally likely"
 
     def __init__(self, domain: CategoricalDomain):
         super().__init__(domain)
 
-    def fit(self, X) -> "CategoricalBox":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "CategoricalBox":
         X = self._check_train(X)
         self.seen_ = [np.bincount(X[:, j], minlength=k) > 0 for j, k in enumerate(self.domain.shape)]
         self._log_size = float(sum(np.log(s.sum()) for s in self.seen_))
@@ -105,7 +107,6 @@ class CategoricalBox(Family):
         return out
 
 
-@register
 class ImageBox(Family):
     """Each pixel uniform over the integers between its lowest and highest seen value.
 
@@ -114,12 +115,13 @@ class ImageBox(Family):
     low_, high_ : ndarray (height, width), uint8 (inclusive bounds)
     """
 
-    name, kind = "box", "image"
+    name, kinds = "box", ("image",)
+    assumes = "each pixel uniform between its lowest and highest training value, independently"
 
     def __init__(self, domain: ImageDomain):
         super().__init__(domain)
 
-    def fit(self, X) -> "ImageBox":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "ImageBox":
         X = self._check_train(X)
         self.low_, self.high_ = X.min(axis=0), X.max(axis=0)
         width = self.high_.astype(np.int64) - self.low_ + 1

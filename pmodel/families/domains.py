@@ -147,3 +147,16 @@ class PointsDomain:
 
 
 Domain = CategoricalDomain | ImageDomain | PointsDomain
+
+#: Every data kind and its domain class.
+DOMAINS: dict[str, type] = {"categorical": CategoricalDomain, "image": ImageDomain,
+                            "points": PointsDomain}
+
+
+def domain_from_dict(d: dict) -> Domain:
+    """Inverse of ``{"kind": domain.kind, **dataclasses.asdict(domain)}``."""
+    d = dict(d)
+    kind = d.pop("kind")
+    if kind == "categorical":
+        d["shape"] = tuple(d["shape"])
+    return DOMAINS[kind](**d)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pmodel.families._grid import Bins
-from pmodel.families.base import Family, check_alpha, register
+from pmodel.families._grid import CELL_DEG, Bins, check_grid_cells
+from pmodel.families.base import ALPHA, Family, check_alpha
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 
@@ -40,7 +40,6 @@ def _sample_cells(log_p: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return rng.choice(p.size, size=n, p=p / p.sum())
 
 
-@register
 class CategoricalMultinomial(Family):
     """One probability per cell of the joint table of all columns.
 
@@ -55,13 +54,14 @@ class CategoricalMultinomial(Family):
         Training rows per cell, in the C order of ``domain.shape``.
     """
 
-    name, kind = "multinomial", "categorical"
+    name, kinds = "multinomial", ("categorical",)
+    hyperparameters = {"alpha": ALPHA}
+    assumes = "nothing: one probability per cell of the full table (counts + alpha)"
 
     def __init__(self, domain: CategoricalDomain, alpha: float = 0.0):
-        super().__init__(domain)
-        self.alpha = alpha
+        super().__init__(domain, alpha=alpha)
 
-    def fit(self, X) -> "CategoricalMultinomial":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "CategoricalMultinomial":
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         cells = np.ravel_multi_index(tuple(X.T), self.domain.shape)
@@ -83,7 +83,6 @@ class CategoricalMultinomial(Family):
         return np.stack(np.unravel_index(cells, self.domain.shape), axis=1).astype(np.int64)
 
 
-@register
 class PointsMultinomial(Family):
     """A regular lon/lat grid, one probability per cell, uniform inside each cell.
 
@@ -99,14 +98,18 @@ class PointsMultinomial(Family):
     counts_ : ndarray (n_lat_cells, n_lon_cells), int64
     """
 
-    name, kind = "multinomial", "points"
+    name, kinds = "multinomial", ("points",)
+    hyperparameters = {"alpha": ALPHA, "cell_deg": CELL_DEG}
+    assumes = "uniform inside each grid cell; one probability per cell (counts + alpha)"
+
+    @staticmethod
+    def check_resources(params: dict) -> None:
+        check_grid_cells(params["cell_deg"], params["cell_deg"], "cell_deg")
 
     def __init__(self, domain: PointsDomain, alpha: float = 0.0, cell_deg: float = 1.0):
-        super().__init__(domain)
-        self.alpha = alpha
-        self.cell_deg = cell_deg
+        super().__init__(domain, alpha=alpha, cell_deg=cell_deg)
 
-    def fit(self, X) -> "PointsMultinomial":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "PointsMultinomial":
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         d = self.domain
@@ -138,7 +141,6 @@ class PointsMultinomial(Family):
         return np.column_stack([self._lon.uniform(j, rng), self._lat.uniform(i, rng)])
 
 
-@register
 class ImageMultinomial(Family):
     """Every possible image is a cell; only the seen ones are stored.
 
@@ -157,13 +159,14 @@ class ImageMultinomial(Family):
         8-bit images a number with 2467 digits).
     """
 
-    name, kind = "multinomial", "image"
+    name, kinds = "multinomial", ("image",)
+    hyperparameters = {"alpha": ALPHA}
+    assumes = "nothing: one probability per possible image (only the seen ones are stored)"
 
     def __init__(self, domain: ImageDomain, alpha: float = 0.0):
-        super().__init__(domain)
-        self.alpha = alpha
+        super().__init__(domain, alpha=alpha)
 
-    def fit(self, X) -> "ImageMultinomial":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "ImageMultinomial":
         X = self._check_train(X).astype(np.uint8, copy=False)
         alpha = check_alpha(self.alpha)
         keys = [row.tobytes() for row in X.reshape(len(X), -1)]
@@ -187,6 +190,15 @@ class ImageMultinomial(Family):
         self._log_w_seen = np.log(n) - self._log_norm
         self.n_parameters_ = self.domain.levels ** self.domain.n_features - 1
         return self
+
+    def _state(self) -> dict:
+        # the lookup index is derived from images_: rebuilt on load, not saved
+        return {k: v for k, v in super()._state().items() if k != "_index"}
+
+    def _set_state(self, state: dict) -> None:
+        super()._set_state(state)
+        self._index = {row.tobytes(): k for k, row in
+                       enumerate(self.images_.reshape(len(self.images_), -1))}
 
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pmodel.families._grid import Bins
-from pmodel.families.base import Family, check_alpha, register
+from pmodel.families._grid import BIN_DEG, Bins, check_grid_cells
+from pmodel.families.base import ALPHA, Family, check_alpha
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 
@@ -43,7 +43,6 @@ def _sample_columns(log_theta: list[np.ndarray], n: int, rng: np.random.Generato
     return out
 
 
-@register
 class CategoricalNaiveBayes(Family):
     """Independent categorical columns.
 
@@ -57,13 +56,14 @@ class CategoricalNaiveBayes(Family):
     log_theta_ : list of ndarray, one (n_categories_j,) per column
     """
 
-    name, kind = "naive_bayes", "categorical"
+    name, kinds = "naive_bayes", ("categorical",)
+    hyperparameters = {"alpha": ALPHA}
+    assumes = "the columns are independent of each other"
 
     def __init__(self, domain: CategoricalDomain, alpha: float = 0.0):
-        super().__init__(domain)
-        self.alpha = alpha
+        super().__init__(domain, alpha=alpha)
 
-    def fit(self, X) -> "CategoricalNaiveBayes":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "CategoricalNaiveBayes":
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         self.counts_ = [np.bincount(X[:, j], minlength=k) for j, k in enumerate(self.domain.shape)]
@@ -101,7 +101,6 @@ class CategoricalNaiveBayes(Family):
         return pd.DataFrame(rows)
 
 
-@register
 class ImageNaiveBayes(Family):
     """Independent pixels, each a categorical distribution over intensity levels.
 
@@ -114,13 +113,14 @@ class ImageNaiveBayes(Family):
     log_theta_ : ndarray (height * width, levels)
     """
 
-    name, kind = "naive_bayes", "image"
+    name, kinds = "naive_bayes", ("image",)
+    hyperparameters = {"alpha": ALPHA}
+    assumes = "the pixels are independent of each other"
 
     def __init__(self, domain: ImageDomain, alpha: float = 0.0):
-        super().__init__(domain)
-        self.alpha = alpha
+        super().__init__(domain, alpha=alpha)
 
-    def fit(self, X) -> "ImageNaiveBayes":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "ImageNaiveBayes":
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         d, levels = self.domain.n_features, self.domain.levels
@@ -144,7 +144,6 @@ class ImageNaiveBayes(Family):
         return flat.reshape(n, *self.domain.event_shape).astype(np.uint8)
 
 
-@register
 class PointsNaiveBayes(Family):
     """Independent longitude and latitude histograms.
 
@@ -156,14 +155,18 @@ class PointsNaiveBayes(Family):
         Bin width in degrees; must divide the domain's lon and lat extents.
     """
 
-    name, kind = "naive_bayes", "points"
+    name, kinds = "naive_bayes", ("points",)
+    hyperparameters = {"alpha": ALPHA, "bin_deg": BIN_DEG}
+    assumes = "longitude and latitude are independent (a product of two histograms)"
+
+    @staticmethod
+    def check_resources(params: dict) -> None:
+        check_grid_cells(params["bin_deg"], None, "bin_deg")
 
     def __init__(self, domain: PointsDomain, alpha: float = 0.0, bin_deg: float = 1.0):
-        super().__init__(domain)
-        self.alpha = alpha
-        self.bin_deg = bin_deg
+        super().__init__(domain, alpha=alpha, bin_deg=bin_deg)
 
-    def fit(self, X) -> "PointsNaiveBayes":
+    def fit(self, X, *, rng: np.random.Generator | None = None) -> "PointsNaiveBayes":
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         d = self.domain

@@ -1,0 +1,109 @@
+"""The scores a run records, registered with what each needs (see ``registry``).
+
+=============================  =========================================================  =================
+metric                         meaning                                                    needs
+=============================  =========================================================  =================
+heldout_loglik                 mean nats per held-out example, over all of them           exact
+                               (-inf when any has p = 0); higher is better
+heldout_loglik_in_support      the same mean over the examples with p > 0                 exact
+out_of_support_rate            share of held-out examples with p = 0                      exact or bound
+heldout_bits_per_dim(_in...)   images: -heldout_loglik / (n_pixels ln 2); lower better   exact
+heldout_loglik_bound           a lower bound on heldout_loglik (ELBO, dequantised         bound
+                               density on 8-bit pixels), never mixed with exact values
+heldout_bits_per_dim_bound     images: the bound in bits/dim (an upper bound)             bound
+entropy_truth                  H(P_data), exact                                           truth
+kl_to_truth                    KL(P_data || P_model), exact; lower is better              truth, exact
+kl_to_truth_bound              an upper bound on KL(P_data || P_model) from a bound       truth, bound
+valid_rate                     images: share of samples near a valid render               truth:renders
+n_valid_combinations           images: distinct valid renders the samples reach           truth:renders
+on_land_rate                   points: share of samples on land in the region             truth:land
+land_coverage                  points: land coverage / the truth's expected coverage      truth:land
+box_sea_share                  the box's share that is sea (the chapter's point A)        truth:land, box
+land_outside_box_share         the region's land outside the box (point B)                truth:land, box
+prdc_precision, _recall,       Naeem et al. 2020, k = 5, against held-out points          points
+_density, _coverage
+novelty_rate, unique_rate      samples that are no training copy; distinct samples        -
+=============================  =========================================================  =================
+"""
+
+from __future__ import annotations
+
+from pmodel.scores import land as land_scores
+from pmodel.scores.likelihood import heldout_loglik as _heldout
+from pmodel.scores.novelty import novelty as _novelty
+from pmodel.scores.prdc import prdc as _prdc
+from pmodel.scores.registry import ScoreContext, score
+
+
+def _n_dims(ctx: ScoreContext) -> int | None:
+    return ctx.problem.domain.n_features if ctx.problem.kind == "image" else None
+
+
+@score("heldout_loglik", needs=("exact",),
+       metrics=("heldout_loglik", "heldout_loglik_in_support", "out_of_support_rate",
+                "heldout_bits_per_dim", "heldout_bits_per_dim_in_support"))
+def heldout_loglik(ctx: ScoreContext) -> dict[str, float]:
+    """The model's exact log-likelihood of the held-out examples."""
+    s = _heldout(ctx.heldout_log_prob(), n_dims=_n_dims(ctx))
+    out = {"heldout_loglik": s.mean_loglik, "heldout_loglik_in_support": s.mean_loglik_in_support,
+           "out_of_support_rate": s.out_of_support_rate}
+    if s.bits_per_dim is not None:
+        out.update(heldout_bits_per_dim=s.bits_per_dim,
+                   heldout_bits_per_dim_in_support=s.bits_per_dim_in_support)
+    return out
+
+
+@score("heldout_loglik_bound", needs=("bound",),
+       metrics=("heldout_loglik_bound", "out_of_support_rate", "heldout_bits_per_dim_bound"))
+def heldout_loglik_bound(ctx: ScoreContext) -> dict[str, float]:
+    """A lower bound on the held-out log-likelihood (its own name: never mixed with exact values)."""
+    s = _heldout(ctx.heldout_log_prob(), n_dims=_n_dims(ctx))
+    out = {"heldout_loglik_bound": s.mean_loglik, "out_of_support_rate": s.out_of_support_rate}
+    if s.bits_per_dim is not None:
+        out["heldout_bits_per_dim_bound"] = s.bits_per_dim
+    return out
+
+
+@score("entropy_truth", needs=("truth",))
+def entropy_truth(ctx: ScoreContext) -> dict[str, float]:
+    """H(P_data), exact."""
+    return {"entropy_truth": ctx.truth.entropy()}
+
+
+@score("kl_to_truth", needs=("truth", "exact"))
+def kl_to_truth(ctx: ScoreContext) -> dict[str, float]:
+    """KL(P_data || P_model), exact."""
+    return {"kl_to_truth": ctx.truth.kl(ctx.model)}
+
+
+@score("kl_to_truth_bound", needs=("truth", "bound"))
+def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
+    """An upper bound on KL(P_data || P_model): the KL sum with a lower bound in place of log q."""
+    return {"kl_to_truth_bound": ctx.truth.kl(ctx.model)}
+
+
+@score("truth_sample_scores", needs=("truth",),
+       metrics=("valid_rate", "n_valid_combinations", "on_land_rate", "land_coverage"))
+def truth_sample_scores(ctx: ScoreContext) -> dict[str, float]:
+    """The sample scores only the dataset's truth can give (validity, land vs ocean)."""
+    return ctx.truth.sample_scores(ctx.samples)
+
+
+@score("box_land_shares", needs=("truth:land", "box"),
+       metrics=("box_sea_share", "land_outside_box_share"))
+def box_land_shares(ctx: ScoreContext) -> dict[str, float]:
+    """The chapter's points A and B for the fitted box."""
+    return land_scores.box_land_shares(ctx.truth.land, ctx.model.box_)
+
+
+@score("prdc", needs=("points",),
+       metrics=("prdc_precision", "prdc_recall", "prdc_density", "prdc_coverage"))
+def prdc(ctx: ScoreContext) -> dict[str, float]:
+    """Precision, recall, density, coverage (k = 5) of the samples against held-out points."""
+    return {f"prdc_{k}": v for k, v in _prdc(ctx.problem.heldout, ctx.samples, k=5).items()}
+
+
+@score("novelty", metrics=("novelty_rate", "unique_rate"))
+def novelty(ctx: ScoreContext) -> dict[str, float]:
+    """Share of samples that are no training copy, and share of distinct samples."""
+    return _novelty(ctx.samples, ctx.problem.train)

@@ -1,0 +1,115 @@
+"""Truths: what pmodel knows exactly of a built-in dataset's P_data.
+
+One class per kind of exact knowledge, each with the entropy of P_data, the
+exact KL(P_data || P_model) of a model, and the sample scores only it can give:
+
+==============  ==========================================  ==================================
+class           knowledge                                   sample scores
+==============  ==========================================  ==================================
+TableTruth      a probability for every cell of a table     -
+RenderTruth     a finite set of valid images, with probs    valid_rate, n_valid_combinations
+LandTruth       a region of the land mask (uniform on land) on_land_rate, land_coverage
+==============  ==========================================  ==================================
+
+KL(P_data || P_model) = E_{P_data}[log p_data(x) - log p_model(x)] needs the
+model's exact log-probability. Given only a lower bound on log p_model, the same
+sum is an upper bound on the KL, and is recorded as such (``kl_to_truth_bound``).
+
+``factor_names`` leaves room for truths that know each example's latent factors
+(a jar's height and width; an avatar's five features).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from pmodel.datasets.land import LandData
+from pmodel.scores import images as image_scores
+from pmodel.scores import land as land_scores
+from pmodel.scores import truth as truth_scores
+
+
+class Truth(ABC):
+    """Exact knowledge of a P_data."""
+
+    #: short name used in score requirements ("truth:table", ...)
+    name: ClassVar[str]
+    factor_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def entropy(self) -> float:
+        """H(P_data), nats (per square degree for densities on the map)."""
+
+    @abstractmethod
+    def kl(self, model) -> float:
+        """KL(P_data || P_model) from ``model.log_prob``, nats."""
+
+    def sample_scores(self, samples: np.ndarray) -> dict[str, float]:
+        """Scores of a model's samples that only this truth can give."""
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class TableTruth(Truth):
+    """P_data over every cell of a categorical domain.
+
+    Attributes
+    ----------
+    table : ndarray (n_cells,), probabilities in the C order of ``domain.all_cells()``
+    """
+
+    table: np.ndarray
+    name: ClassVar[str] = "table"
+
+    def entropy(self) -> float:
+        return truth_scores.entropy_categorical(self.table)
+
+    def kl(self, model) -> float:
+        return truth_scores.kl_categorical(self.table, model.log_prob(model.domain.all_cells()))
+
+
+@dataclass(frozen=True, eq=False)
+class RenderTruth(Truth):
+    """P_data on a finite set of distinct images (the valid renders); all others have p = 0.
+
+    Attributes
+    ----------
+    images : ndarray (m, h, w) uint8, distinct
+    probs : ndarray (m,), sums to 1
+    """
+
+    images: np.ndarray
+    probs: np.ndarray
+    name: ClassVar[str] = "renders"
+
+    def entropy(self) -> float:
+        return truth_scores.entropy_categorical(self.probs)
+
+    def kl(self, model) -> float:
+        return truth_scores.kl_categorical(self.probs, model.log_prob(self.images))
+
+    def sample_scores(self, samples: np.ndarray) -> dict[str, float]:
+        v = image_scores.image_validity(samples, self.images)
+        return {"valid_rate": v["valid_rate"], "n_valid_combinations": float(v["n_valid_combinations"])}
+
+
+@dataclass(frozen=True, eq=False)
+class LandTruth(Truth):
+    """P_data uniform on the land of a region, per square degree of the flat map."""
+
+    land: LandData
+    name: ClassVar[str] = "land"
+
+    def entropy(self) -> float:
+        return self.land.entropy()
+
+    def kl(self, model) -> float:
+        return truth_scores.kl_land(self.land, model.log_prob)
+
+    def sample_scores(self, samples: np.ndarray) -> dict[str, float]:
+        return {"on_land_rate": land_scores.on_land_rate(samples, self.land),
+                "land_coverage": land_scores.land_coverage(samples, self.land)["land_coverage"]}
