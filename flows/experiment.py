@@ -49,9 +49,9 @@ def dataset_version(builtin: str | None) -> str:
     """Digest of the source of a built-in dataset's loader (part of its split's cache key)."""
     if builtin is None:
         return "-"
-    from pmodel.datasets.registry import _resolve, get_dataset
+    from pmodel.datasets.registry import resolve, get_dataset
 
-    return source_version(_resolve(get_dataset(builtin).load))
+    return source_version(resolve(get_dataset(builtin).load))
 
 
 def _error_text(future) -> str:

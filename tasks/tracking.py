@@ -1,6 +1,6 @@
 """Record runs in MLflow: experiments, parent and child runs, scores, pictures.
 
-This is the one module of pmodel that imports ``mlflow``. It does so lazily
+This is the one module of the project that imports ``mlflow``. It does so lazily
 (importing MLflow costs about 1.5 s), after setting, unless the user already
 set them, the environment variables that keep MLflow offline and quiet:
 

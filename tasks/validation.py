@@ -7,7 +7,7 @@ first offending lines or images with their values; the full report (GX results
 plus our summary) is kept as JSON under ``reports/validation/``. The input is
 only ever read.
 
-This is the one module of pmodel that imports ``great_expectations``. It does
+This is the one module of the project that imports ``great_expectations``. It does
 so lazily (importing GX costs seconds), into one ephemeral context per
 process with analytics and progress bars off.
 
@@ -197,9 +197,9 @@ def validate_builtin(name: str, path: Path | str, *, report_dir: Path | str | No
     """Validate a file of built-in dataset ``name`` with the rules its registry entry declares."""
     rules = get_dataset(name).validation
     if rules.format == "categorical-csv":
-        from pmodel.datasets.registry import _resolve
+        from pmodel.datasets.registry import resolve
 
-        schema = _resolve(rules.schema) if rules.schema else None
+        schema = resolve(rules.schema) if isinstance(rules.schema, str) else rules.schema
         return validate_categorical_csv(path, schema, kind=name, report_dir=report_dir)
     if rules.format == "points-csv":
         return validate_land_csv(path, kind=name, report_dir=report_dir)

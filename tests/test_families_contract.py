@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import pickle
 
 import numpy as np
 import pytest
@@ -118,13 +117,41 @@ def test_probabilities_sum_to_one_over_the_whole_support(name, kind, label, para
 
 
 @pytest.mark.parametrize("name,kind,label,params", CASES)
-def test_pickling_keeps_log_prob(name, kind, label, params):
+def test_save_and_load_keep_log_prob_and_sample_without_pickle(name, kind, label, params, tmp_path):
+    from pmodel.families import load_model
+
     model, _, train, heldout = _case(name, kind, label, params)
-    model.fit(train)
-    clone = pickle.loads(pickle.dumps(model))
+    model.fit(train, rng=np.random.default_rng(0))
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["arrays.npz", "model.json"]
+    with np.load(tmp_path / "m" / "arrays.npz", allow_pickle=False) as npz:  # plain arrays only
+        assert all(npz[k].dtype != object for k in npz.files)
+    clone = load_model(tmp_path / "m")
+    assert type(clone) is type(model) and clone.get_params() == model.get_params()
+    assert clone.n_parameters_ == model.n_parameters_
     np.testing.assert_array_equal(clone.log_prob(heldout), model.log_prob(heldout))
     np.testing.assert_array_equal(clone.sample(20, rng=np.random.default_rng(5)),
                                   model.sample(20, rng=np.random.default_rng(5)))
+
+
+@pytest.mark.parametrize("name,kind,label,params", CASES)
+def test_contract_v2_declarations(name, kind, label, params):
+    from pmodel.families import check_hyperparameters, family_class
+
+    cls = family_class(name, kind)
+    assert cls.log_prob_kind in ("exact", "lower_bound", "none")
+    assert set(cls.hyperparameters) == set(params) | set(cls.hyperparameters)
+    assert check_hyperparameters(name, kind, params) == params
+    model, _, train, _ = _case(name, kind, label, params)
+    assert model.fit(train, rng=np.random.default_rng(0)) is model
+    assert model.history_ == {}  # fitted in closed form: no training curve
+    assert model.has_encoder is False
+    with pytest.raises(NotImplementedError):
+        model.encode(train)
+    if "alpha" in cls.hyperparameters:
+        for bad in (-1.0, "one", float("nan")):
+            with pytest.raises(ValueError, match="alpha"):
+                check_hyperparameters(name, kind, {"alpha": bad})
 
 
 @pytest.mark.parametrize("name,kind,label,params", CASES)

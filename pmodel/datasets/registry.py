@@ -36,12 +36,12 @@ class Validation:
     """How a dataset's files are validated (rules applied by ``tasks.validation``).
 
     format : "categorical-csv" | "points-csv" | "png-folder"
-    schema : "module:attribute" of a CategoricalSchema (categorical-csv)
+    schema : a CategoricalSchema, or its "module:attribute" (categorical-csv)
     image_size : (height, width) every image must have (png-folder)
     """
 
     format: str
-    schema: str | None = None
+    schema: Any = None
     image_size: tuple[int, int] | None = None
 
 
@@ -99,10 +99,10 @@ class DatasetSpec:
         return names
 
     def call(self, which: str, *args, **kwargs):
-        return _resolve(getattr(self, which))(*args, **kwargs)
+        return resolve(getattr(self, which))(*args, **kwargs)
 
     def key(self) -> dict:
-        return _resolve(self.build_key)() if self.build_key else {}
+        return resolve(self.build_key)() if self.build_key else {}
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
@@ -110,7 +110,7 @@ _TRUTH_LOCK = threading.Lock()
 _TRUTHS: dict[str, Any] = {}
 
 
-def _resolve(target: str | Callable) -> Callable:
+def resolve(target: str | Callable) -> Callable:
     if callable(target):
         return target
     module, _, name = target.partition(":")
