@@ -218,6 +218,54 @@ def _cmd_data_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    """Samples from a recorded run's model: PNGs, CSV rows or lon/lat points in --out."""
+    import json
+
+    import numpy as np
+
+    from flows.runtime import configure_runtime
+
+    configure_runtime()
+    from tasks import tracking
+
+    try:
+        folder = tracking.download_model_folder(args.run, args.tracking_uri)
+        from pmodel import load_model
+
+        model = load_model(folder)
+    except ValueError as exc:
+        print(f"pmodel sample: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    samples = model.sample(args.n, rng=np.random.default_rng(args.seed))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if model.kind == "image":
+        from pmodel.datasets import images
+
+        names = images.write_png_folder(samples.astype(np.uint8), out)
+        written = f"{len(names)} PNGs"
+    elif model.kind == "points":
+        from pmodel.datasets import land
+
+        land.write_csv(samples, out / "samples.csv")
+        written = "samples.csv (lon, lat)"
+    else:
+        import pandas as pd
+
+        schema_file = folder / "schema.json"
+        if schema_file.exists():
+            from pmodel.datasets.schema import CategoricalSchema
+
+            frame = CategoricalSchema.from_dict(json.loads(schema_file.read_text())).from_codes(samples)
+        else:
+            frame = pd.DataFrame(samples, columns=[f"column_{j}" for j in range(samples.shape[1])])
+        frame.to_csv(out / "samples.csv", index=False, lineterminator="\n")
+        written = "samples.csv"
+    print(f"{model!r} from run {args.run}: {args.n} samples (seed {args.seed}) -> {out}/ ({written})")
+    return EXIT_OK
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -279,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an existing Dask scheduler (with --runner dask; needs a Prefect server, "
                      "PREFECT_API_URL); without it --runner dask starts a local 2-worker cluster")
     run.set_defaults(func=_cmd_run)
+
+    smp = sub.add_parser("sample", help="draw samples from the model a run recorded",
+                         description="RUN is a child run id (or runs:/ID/model): its model is "
+                         "loaded from MLflow and sampled; images become PNGs, rows and points CSVs.")
+    smp.add_argument("run", metavar="RUN")
+    smp.add_argument("-n", type=_positive, default=16, help="how many samples (default 16)")
+    smp.add_argument("--out", required=True, help="output folder")
+    smp.add_argument("--seed", type=_non_negative, default=0)
+    smp.add_argument("--tracking-uri", default=None)
+    smp.set_defaults(func=_cmd_sample)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 for the project's store")
     ui.add_argument("--port", type=int, default=5000)

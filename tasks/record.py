@@ -7,6 +7,7 @@ run ids.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -81,6 +82,8 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict
         tracking.log_params(uri, run_id, {"n_train": len(problem.train), "n_heldout": len(problem.heldout),
                                           "n_parameters_exact": str(model.n_parameters_)[:200]})
         log_scoring_record(uri, run_id, result, model)
+        schema = {"schema.json": json.dumps(problem.schema.to_dict())} if problem.schema is not None else {}
+        tracking.log_model_folder(uri, run_id, result["model_path"], extra=schema)
         if result.get("notes"):
             tracking.log_text(uri, run_id, "\n".join(result["notes"]) + "\n", "notes.txt")
         with tempfile.TemporaryDirectory() as tmp:

@@ -462,3 +462,65 @@ def last_input_digest(tracking_uri: str, experiment_name: str, source: str | Pat
             if uri and str(Path(uri).resolve()) == wanted:
                 return full
     return None
+
+
+# ---------------------------------------------------------------------------
+# Fitted models in runs
+# ---------------------------------------------------------------------------
+
+#: Where a child run keeps its fitted model (``pmodel.families`` save format).
+MODEL_ARTIFACT = "model"
+
+
+def log_model_folder(tracking_uri: str, run_id: str, folder: str | Path,
+                     extra: dict[str, str] | None = None) -> None:
+    """Copy a saved model's folder (``model.json`` + ``arrays.npz``, no pickle) into
+    the run's artifacts under ``model/``; ``extra`` adds small text files beside it
+    (e.g. the data's schema, so samples can be written with their names)."""
+    import tempfile
+
+    client = _client(tracking_uri)
+    client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
+    for name, text in (extra or {}).items():
+        client.log_text(run_id, text, f"{MODEL_ARTIFACT}/{name}")
+
+
+def download_model_folder(run_ref: str, tracking_uri: str | None = None,
+                          dst: str | Path | None = None) -> Path:
+    """The local folder of a run's model: ``run_ref`` is a run id or
+    ``runs:/<run id>/model``. Downloads into ``dst`` (default: a new temporary folder)."""
+    import tempfile
+
+    ref = run_ref.strip()
+    if ref.startswith("runs:/"):
+        run_id, _, path = ref.removeprefix("runs:/").partition("/")
+        path = path.strip("/") or MODEL_ARTIFACT
+    else:
+        run_id, path = ref, MODEL_ARTIFACT
+    uri = resolve_tracking_uri(tracking_uri)
+    client = _client(uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"no run {run_id!r} in the tracking store {uri}") from None
+    dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="pmodel-model-"))
+    try:
+        return Path(client.download_artifacts(run_id, path, str(dst)))
+    except (MlflowException, OSError) as exc:
+        raise ValueError(f"run {run_id} has no model under {path!r} (runs before models were "
+                         f"recorded have none): {exc}") from None
+
+
+def load_model_from_run(run_ref: str, tracking_uri: str | None = None):
+    """The fitted model a child run recorded: ``pmodel.load_model`` on its ``model/`` artifact.
+
+    Examples
+    --------
+    >>> model = load_model_from_run("runs:/0a1b.../model")                  # doctest: +SKIP
+    >>> model.sample(16, rng=np.random.default_rng(0))                     # doctest: +SKIP
+    """
+    from pmodel import load_model
+
+    return load_model(download_model_folder(run_ref, tracking_uri))
