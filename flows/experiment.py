@@ -176,6 +176,6 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
                                    if k not in ("problem_path", "model_path", "samples_path")})
     clock.lap("log_children")
     log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), outcome["results"],
-                       sorted(set(reports)), outcome["failures"])
+                       sorted(set(reports)), outcome["failures"], ingested)
     clock.lap("log_summary")
     tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in outcome["timings"].items()})
