@@ -110,7 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"\nMLflow: experiment {outcome['experiment']!r}, parent run {outcome['parent_run_id']}")
     print(f"  store: {uri}")
     print("  look:  pmodel ui   then open")
-    print(f"    the runs:       {tracking.experiment_url(uri, outcome['experiment_id'])}")
+    print(f"    the runs:       "
+          f"{tracking.experiment_url(uri, outcome['experiment_id'], view=tracking.RUNS_VIEW)}")
     print(f"    this run:       "
           f"{tracking.run_url(uri, outcome['experiment_id'], outcome['parent_run_id'])}")
     if outcome["failures"]:

@@ -337,8 +337,30 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
     experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
         config, results, failures, parent_run_id)})
+    _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": len(results),
                                               "n_failed": sum(1 for r in results if r.get("error"))})
+
+
+#: The runs table's columns, in this order of preference, when some run has them.
+VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "heldout_loglik", "heldout_loglik_bound",
+                "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim",
+                "on_land_rate", "valid_rate", "novelty_rate")
+
+
+def _set_runs_view(uri: str, experiment_id: str, results: list[dict]) -> None:
+    """The view the printed links open: children grouped by dataset, best first
+    (by KL where the truth is known, else by held-out log-likelihood)."""
+    present = {k for r in results for k in (r.get("metrics") or {})}
+    present |= {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
+    sort_by = next((k for k in ("kl_to_truth", "heldout_loglik", "heldout_loglik_bound")
+                    if k in present), None)
+    if sort_by is None:
+        return
+    params = sorted({k for r in results for k in r.get("params", {})})
+    tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by == "kl_to_truth",
+                           group_by_tag="dataset", metrics=[m for m in VIEW_METRICS if m in present],
+                           params=params)
 
 
 def experiment_description(config: dict, results: list[dict], failures: dict[str, str],

@@ -77,6 +77,11 @@ UI_VIEW = "workflowType=machine_learning"
 #: Tag MLflow shows as the description of an experiment or a run (Markdown).
 NOTE_TAG = "mlflow.note.content"
 
+#: A runs-table view kept in an experiment tag, opened by the page address
+#: ``?viewStateShareKey=KEY`` (MLflow's "share view"): sorting, grouping and
+#: columns. :data:`RUNS_VIEW` is the one pmodel's links open.
+SHARED_VIEW_PREFIX, RUNS_VIEW = "mlflow.sharedViewState.", "pmodel-runs"
+
 # Limits of the installed MLflow (mlflow/utils/validation.py); checked in tests.
 _MAX_PARAM_VAL_LENGTH = 6000
 _MAX_TAG_VAL_LENGTH = 8000
@@ -351,9 +356,32 @@ def ui_base_url(tracking_uri: str, port: int = UI_PORT) -> str:
     return tracking_uri.rstrip("/") if _is_server(tracking_uri) else f"http://{UI_HOST}:{port}"
 
 
-def experiment_url(tracking_uri: str, experiment_id: str, port: int = UI_PORT) -> str:
-    """The experiment's runs table, in MLflow's model-training view."""
-    return f"{ui_base_url(tracking_uri, port)}/#/experiments/{experiment_id}/runs?{UI_VIEW}"
+def experiment_url(tracking_uri: str, experiment_id: str, port: int = UI_PORT,
+                   view: str | None = None) -> str:
+    """The experiment's runs table, in MLflow's model-training view, opened on
+    the shared view ``view`` when given (see :func:`set_runs_view`)."""
+    shared = f"&viewStateShareKey={view}" if view else ""
+    return f"{ui_base_url(tracking_uri, port)}/#/experiments/{experiment_id}/runs?{UI_VIEW}{shared}"
+
+
+def set_runs_view(tracking_uri: str, experiment_id: str, *, sort_by: str, ascending: bool,
+                  group_by_tag: str | None, metrics: list[str], params: list[str] = (),
+                  key: str = RUNS_VIEW) -> None:
+    """Keep a runs-table view in the experiment: sorted by metric ``sort_by``,
+    grouped by a tag (each group's row shows its minimum), with these columns."""
+    def column(kind: str, name: str) -> str:
+        return f"{kind}.`{name}`"
+
+    state = {"orderByKey": column("metrics", sort_by), "orderByAsc": ascending,
+             "searchFilter": "", "startTime": "ALL", "lifecycleFilter": "Active",
+             "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": [column("metrics", m) for m in metrics]
+             + [column("params", p) for p in params],
+             "groupBy": ({"aggregateFunction": "min",
+                          "groupByKeys": [{"mode": "tag", "groupByData": group_by_tag}]}
+                         if group_by_tag else None),
+             "runListHidden": False, "viewMaximized": False}
+    set_experiment_tags(tracking_uri, experiment_id, {SHARED_VIEW_PREFIX + key: json.dumps(state)})
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
@@ -371,7 +399,9 @@ def ui_links(tracking_uri: str, port: int = UI_PORT, max_experiments: int = 10) 
                                                 max_results=max_experiments + 1):
         if not client.search_runs([experiment.experiment_id], max_results=1):
             continue
-        out.append((experiment.name, experiment_url(tracking_uri, experiment.experiment_id, port)))
+        view = RUNS_VIEW if SHARED_VIEW_PREFIX + RUNS_VIEW in experiment.tags else None
+        out.append((experiment.name, experiment_url(tracking_uri, experiment.experiment_id, port,
+                                                    view=view)))
     return out[:max_experiments]
 
 

@@ -236,6 +236,10 @@ def test_experiment_is_model_training_and_described(tiny_run, flow_store):
     note = experiment.tags["mlflow.note.content"]
     assert "Leaderboard" in note and outcome["parent_run_id"] in note
     assert all(f"`{name}`" in note for name in SCORES)  # the whole glossary
+    view = json.loads(experiment.tags["mlflow.sharedViewState.pmodel-runs"])
+    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`kl_to_truth`", True)
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "dataset"}]
+    assert "metrics.`heldout_loglik`" in view["selectedColumns"]
     parent_note = parent.data.tags["mlflow.note.content"]
     assert "A tiny experiment" not in parent_note  # tiny.yaml has no description: none invented
     assert "**fashion**, best first, by KL to the truth" in parent_note
@@ -369,7 +373,8 @@ def test_pmodel_ui_serves_the_runs_through_its_rest_api(tiny_run, flow_store, tm
         assert f"http://127.0.0.1:{port}" in ready
         link = next(line for line in lines if line.strip().startswith("tiny:"))
         assert link.strip().endswith(
-            f"/#/experiments/{outcome['experiment_id']}/runs?workflowType=machine_learning")
+            f"/#/experiments/{outcome['experiment_id']}/runs?workflowType=machine_learning"
+            "&viewStateShareKey=pmodel-runs")
         # printed only once the server answers: it answers at once
         body = json.dumps({"experiment_ids": [outcome["experiment_id"]], "max_results": 100}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
