@@ -71,7 +71,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from tasks import tracking
 
-    uri = sys.argv[1] if len(sys.argv) > 1 else tracking.resolve_tracking_uri()
+    uri = (sys.argv[1] if len(sys.argv) > 1 else "") or tracking.resolve_tracking_uri()
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     tracking.prepare_store(uri)
     print(f"pmodel ui startup on {uri}, {repeat} runs each (seconds from launch; median, min..max)")
