@@ -194,10 +194,9 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
             outcome["failures"][f"{dataset}/{label}"] = result["error"]
             logger.error(f"{dataset} / {label} failed: {result['error']}")
         result["run_id"] = log_child_run(uri, experiment_id, parent, result, ingested[dataset], context)
-        outcome["results"].append({k: v for k, v in result.items()
-                                   if k not in ("problem_path", "model_path", "samples_path")})
+        outcome["results"].append(result)
     clock.lap("log_children")
     log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), outcome["results"],
-                       sorted(set(reports)), outcome["failures"])
+                       sorted(set(reports)), outcome["failures"], ingested)
     clock.lap("log_summary")
     tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in outcome["timings"].items()})

@@ -596,20 +596,11 @@ def _example(rule: _Rule, key: Any) -> dict:
 
 
 def _digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's sorted listing and file bytes."""
-    h = hashlib.sha256()
-    if path.is_file():
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    elif path.is_dir():
-        for entry in sorted(path.iterdir(), key=lambda p: p.name):
-            h.update(entry.name.encode() + b"\0")
-            h.update(_digest(entry).encode() if entry.is_file() else b"<folder>")
-            h.update(b"\0")
-    else:
-        h.update(b"<missing>")
-    return h.hexdigest()
+    """The input's sha256 as everything else records it (the manifest, the
+    caches, the MLflow dataset inputs): :func:`pmodel.datasets.digest.path_digest`."""
+    from pmodel.datasets.digest import path_digest
+
+    return path_digest(path) if path.exists() else hashlib.sha256(b"<missing>").hexdigest()
 
 
 # ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_dask_local_cluster_records_the_same_scores_as_threads(prefect_harness, 
     # computed again (refresh), not read from the cache; by the workers, in the same work folder
     assert set(on_dask["fit_states"].values()) == {"Completed"}, on_dask["fit_states"]
     assert len(on_dask["fit_states"]) == 6
-    assert len([p for p in models.glob("*.pkl") if p.stat().st_mtime >= started - 1]) >= 6
+    assert len([p for p in models.iterdir() if (p / "model.json").stat().st_mtime >= started - 1]) >= 6
 
     a, b = _metrics(on_threads), _metrics(on_dask)
     assert a.keys() == b.keys() and len(a) == 6

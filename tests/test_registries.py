@@ -217,10 +217,7 @@ def test_the_flow_and_run_family_give_the_same_numbers(toy_run, toys):
     _, outcome, store = toy_run
     children, _ = _children(store, outcome["parent_run_id"])
     result = next(r for r in outcome["results"] if r["family"] == "toy_exact")
-    from tasks.steps import work_dir
-
-    problem = next(load_problem(p) for p in (work_dir() / "problems").glob("*.npz")
-                   if load_problem(p).name == "coins")
+    problem = load_problem(result["problem_path"])
     direct = run_family("toy_exact", {}, problem, n_samples=300, seed=2).metrics
     for key in ("heldout_loglik", "kl_to_truth", "novelty_rate", "unique_rate"):
         assert direct[key] == result["metrics"][key] == children["toy_exact"].data.metrics[key], key
