@@ -256,9 +256,12 @@ def test_runner_from_env():
 
 
 def test_deployments_take_the_runner_from_the_environment(tmp_path):
-    code = ("from flows.experiment import run_experiment as f; r = f.task_runner; "
-            "print(type(r).__name__, r.address)")
-    env = {**_embedded_env(tmp_path), "PMODEL_RUNNER": "dask", "PMODEL_DASK_ADDRESS": "tcp://10.0.0.5:8786"}
+    # importing the flow reads no environment (a bad value there breaks nothing); the runner
+    # is resolved when a run starts (Prefect duplicates the flow's runner then)
+    code = ("import os; from flows.experiment import run_experiment as f; "
+            "os.environ.update(PMODEL_RUNNER='dask', PMODEL_DASK_ADDRESS='tcp://10.0.0.5:8786'); "
+            "r = f.task_runner.duplicate(); print(type(r).__name__, r.address)")
+    env = {**_embedded_env(tmp_path), "PMODEL_RUNNER": "processes"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.split() == ["DaskTaskRunner", "tcp://10.0.0.5:8786"], out.stderr[-2000:]
