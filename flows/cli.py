@@ -46,7 +46,7 @@ def leaderboard(outcome: dict) -> str:
     none); each likelihood says whether it is exact, a bound or absent."""
     from pmodel.leaderboard import as_text
 
-    return as_text(outcome["results"])
+    return as_text(outcome.results)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -97,26 +97,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     outcome = state.result(raise_on_failure=False)
-    if not isinstance(outcome, dict):  # the flow itself crashed: the exception
+    from pmodel.records import Outcome
+
+    if not isinstance(outcome, Outcome):  # the flow itself crashed: the exception
         print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
         return EXIT_FAILED
     print(leaderboard(outcome))
-    timings = outcome.get("timings", {})
+    timings = outcome.timings
     total = time.perf_counter() - started
     phases = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
     print(f"\ntime: {total:.1f} s in all; in the flow: {phases}; the rest "
           f"({total - sum(timings.values()):.1f} s) is starting Prefect, imports and shutdown")
-    uri = outcome["tracking_uri"]
-    print(f"\nMLflow: experiment {outcome['experiment']!r}, parent run {outcome['parent_run_id']}")
+    uri = outcome.tracking_uri
+    print(f"\nMLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
     print(f"  store: {uri}")
     print("  look:  pmodel ui   then open")
     print(f"    the runs:       "
-          f"{tracking.experiment_url(uri, outcome['experiment_id'], view=tracking.RUNS_VIEW)}")
+          f"{tracking.experiment_url(uri, outcome.experiment_id, view=tracking.RUNS_VIEW)}")
     print(f"    this run:       "
-          f"{tracking.run_url(uri, outcome['experiment_id'], outcome['parent_run_id'])}")
-    if outcome["failures"]:
-        print(f"\n{len(outcome['failures'])} part(s) failed:", file=sys.stderr)
-        for name, message in outcome["failures"].items():
+          f"{tracking.run_url(uri, outcome.experiment_id, outcome.parent_run_id)}")
+    if outcome.failures:
+        print(f"\n{len(outcome.failures)} part(s) failed:", file=sys.stderr)
+        for name, message in outcome.failures.items():
             print(f"--- {name}\n{message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -14,9 +14,10 @@ lower bound: the true value is at least this) or ``none``.
 
 Examples
 --------
->>> rows = [{"dataset": "d", "label": "a", "metrics": {"kl_to_truth": 2.0}},
-...         {"dataset": "d", "label": "b", "metrics": {"kl_to_truth": 1.0}}]
->>> [r["label"] for r in ranked(rows)["d"]]
+>>> from pmodel.records import RunResult
+>>> rows = [RunResult("d", "f", "a", "a", {}, metrics={"kl_to_truth": 2.0}),
+...         RunResult("d", "f", "b", "b", {}, metrics={"kl_to_truth": 1.0})]
+>>> [r.label for r in ranked(rows)["d"]]
 ['b', 'a']
 """
 
@@ -24,14 +25,16 @@ from __future__ import annotations
 
 import math
 
+from pmodel.records import RunResult
 
-def loglik_kind(result: dict) -> str:
+
+def loglik_kind(result: RunResult) -> str:
     """``"exact"``, ``"lower_bound"`` or ``"none"``: the result's own
     ``log_prob_kind`` when it has one, else read off its metrics."""
-    kind = result.get("log_prob_kind")
+    kind = result.log_prob_kind
     if kind:
         return kind
-    metrics = result.get("metrics") or {}
+    metrics = result.metrics or {}
     if "heldout_loglik" in metrics:
         return "exact"
     if "heldout_loglik_bound" in metrics:
@@ -39,9 +42,9 @@ def loglik_kind(result: dict) -> str:
     return "none"
 
 
-def loglik_value(result: dict) -> float:
+def loglik_value(result: RunResult) -> float:
     """The held-out log-likelihood the row ranks on: exact, else the bound, else NaN."""
-    metrics = result.get("metrics") or {}
+    metrics = result.metrics or {}
     kind = loglik_kind(result)
     key = {"exact": "heldout_loglik", "lower_bound": "heldout_loglik_bound"}.get(kind)
     value = metrics.get(key, math.nan) if key else math.nan
@@ -53,10 +56,10 @@ def _desc(value: float) -> float:
     return math.inf if math.isnan(value) else -value
 
 
-def rank_key(result: dict, by_kl: bool) -> tuple:
-    if result.get("error"):
+def rank_key(result: RunResult, by_kl: bool) -> tuple:
+    if result.error:
         return (3,)
-    metrics = result.get("metrics") or {}
+    metrics = result.metrics or {}
     ll = loglik_value(result)
     kind_order = {"exact": 0, "lower_bound": 1}.get(loglik_kind(result), 2)
     if by_kl:
@@ -66,11 +69,11 @@ def rank_key(result: dict, by_kl: bool) -> tuple:
     return (1, kind_order, _desc(ll))
 
 
-def ranked(results: list[dict]) -> dict[str, list[dict]]:
+def ranked(results: list[RunResult]) -> dict[str, list[RunResult]]:
     """Results grouped by dataset (first-seen order), each group best first."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[RunResult]] = {}
     for r in results:
-        groups.setdefault(r["dataset"], []).append(r)
+        groups.setdefault(r.dataset, []).append(r)
     out = {}
     for dataset, rows in groups.items():
         by_kl = ranks_by_kl(rows)
@@ -78,8 +81,8 @@ def ranked(results: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def ranks_by_kl(rows: list[dict]) -> bool:
-    return any("kl_to_truth" in (r.get("metrics") or {}) for r in rows)
+def ranks_by_kl(rows: list[RunResult]) -> bool:
+    return any("kl_to_truth" in (r.metrics or {}) for r in rows)
 
 
 def fmt(value) -> str:
@@ -91,7 +94,7 @@ def fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def loglik_text(result: dict) -> str:
+def loglik_text(result: RunResult) -> str:
     """The likelihood cell: ``-4.21`` (exact), ``>= -5.3`` (a bound) or ``none``."""
     kind = loglik_kind(result)
     if kind == "none":
@@ -100,8 +103,8 @@ def loglik_text(result: dict) -> str:
     return f">= {value}" if kind == "lower_bound" and value != "-" else value
 
 
-def _extra_column(rows: list[dict]) -> str:
-    metrics = [r.get("metrics") or {} for r in rows]
+def _extra_column(rows: list[RunResult]) -> str:
+    metrics = [r.metrics or {} for r in rows]
     return next((k for k in ("valid_rate", "on_land_rate") if any(k in m for m in metrics)),
                 "novelty_rate")
 
@@ -114,18 +117,18 @@ FOOTNOTE = ("heldout_loglik: mean nats per held-out example over ALL of them (-i
             "with out_of_support_rate (the share with p = 0).")
 
 
-def _cells(r: dict, extra: str) -> list[str]:
-    m = r.get("metrics") or {}
+def _cells(r: RunResult, extra: str) -> list[str]:
+    m = r.metrics or {}
     return [fmt(m.get("kl_to_truth")), loglik_text(r), fmt(m.get("heldout_loglik_in_support")),
             fmt(m.get("out_of_support_rate")), fmt(m.get(extra))]
 
 
-def _rule(rows: list[dict]) -> str:
+def _rule(rows: list[RunResult]) -> str:
     return ("by KL to the truth, lower first" if ranks_by_kl(rows)
             else "by held-out log-likelihood, higher first")
 
 
-def as_text(results: list[dict]) -> str:
+def as_text(results: list[RunResult]) -> str:
     """The terminal's leaderboard: one table per dataset, best first."""
     lines = []
     for dataset, rows in ranked(results).items():
@@ -134,16 +137,16 @@ def as_text(results: list[dict]) -> str:
         lines.append(f"  {'family':<34} {'kl_to_truth':>11} {'heldout_loglik':>14} "
                      f"{'in_support':>10} {'out_of_support':>14} {extra:>13}")
         for r in rows:
-            if r.get("error"):
-                lines.append(f"  {r['label']:<34} FAILED: {r['error'].splitlines()[0][:80]}")
+            if r.error:
+                lines.append(f"  {r.label:<34} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
             kl, ll, ins, oos, ex = _cells(r, extra)
-            lines.append(f"  {r['label']:<34} {kl:>11} {ll:>14} {ins:>10} {oos:>14} {ex:>13}")
+            lines.append(f"  {r.label:<34} {kl:>11} {ll:>14} {ins:>10} {oos:>14} {ex:>13}")
     lines.append("\n(" + FOOTNOTE + ")")
     return "\n".join(lines)
 
 
-def as_markdown(results: list[dict], names: dict | None = None) -> str:
+def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
     """The same leaderboard in Markdown; ``names`` maps (dataset, label) to a run name."""
     names = names or {}
     parts = []
@@ -154,8 +157,8 @@ def as_markdown(results: list[dict], names: dict | None = None) -> str:
                      f"| {extra} |")
         parts.append("|---|---|---|---|---|---|---|")
         for k, r in enumerate(rows, 1):
-            name = names.get((dataset, r["label"]), r["label"])
-            if r.get("error"):
+            name = names.get((dataset, r.label), r.label)
+            if r.error:
                 parts.append(f"| {k} | {name} | FAILED | | | | |")
                 continue
             cells = " | ".join(c.replace("|", "\\|") for c in _cells(r, extra))

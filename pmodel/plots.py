@@ -679,19 +679,19 @@ def comparison_panels(df: pd.DataFrame, metrics) -> dict:
         A family with several rows for a dataset gets one bar per row,
         labelled ``"family #k"``.
     """
-    for col in ("dataset", "family"):
+    for col in ("dataset", "entry"):
         if col not in df.columns:
             raise ValueError(f"comparison_plot needs a {col!r} column, got columns {list(df.columns)}")
     metrics = list(metrics)
     if not metrics or len(df) == 0:
         raise ValueError("comparison_plot needs at least one metric and one row")
-    families = list(dict.fromkeys(df["family"]))
+    families = list(dict.fromkeys(df["entry"]))
     out = {}
     for ds in dict.fromkeys(df["dataset"]):
         sub = df[df["dataset"] == ds]
         bars = []  # (label, row or None)
         for fam in families:
-            rows = sub[sub["family"] == fam]
+            rows = sub[sub["entry"] == fam]
             if len(rows) == 0:
                 bars.append((str(fam), None))
             for k, (_, row) in enumerate(rows.iterrows()):

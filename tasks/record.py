@@ -18,6 +18,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pmodel.records import Ingested, RunResult
 from tasks import tracking
 
 
@@ -30,17 +31,17 @@ MAY_BE_INFINITE = ("heldout_loglik", "heldout_bits_per_dim", "heldout_loglik_bou
 MAIN_PICTURE = "samples.png"
 
 
-def run_name(result: dict) -> str:
+def run_name(result: RunResult) -> str:
     """The child run's name, the part that differs first: ``"NB a=1 | pixels"``."""
     from pmodel.glossary import short_run_name
 
-    entry = result.get("entry") or result["label"]
+    entry = result.entry or result.label
     head, *rest = entry.split()
-    if head != result["family"] or not all("=" in t for t in rest):
-        return short_run_name(result["family"], result["params"], result["dataset"],
-                              label=result["label"])
+    if head != result.family or not all("=" in t for t in rest):
+        return short_run_name(result.family, result.params, result.dataset,
+                              label=result.label)
     shared = [t.split("=", 1)[0] for t in rest]
-    return short_run_name(result["family"], result["params"], result["dataset"], shared=shared)
+    return short_run_name(result.family, result.params, result.dataset, shared=shared)
 
 
 def training_copies(samples: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -50,9 +51,9 @@ def training_copies(samples: np.ndarray, train: np.ndarray) -> np.ndarray:
     return np.array([row.tobytes() in seen for row in flat(samples)], dtype=bool)
 
 
-def caption(result: dict, problem, samples: np.ndarray) -> str | None:
+def caption(result: RunResult, problem, samples: np.ndarray) -> str | None:
     """One line under a picture whose lesson is not obvious; None when it is."""
-    family, alpha = result["family"], result["params"].get("alpha")
+    family, alpha = result.family, result.params.get("alpha")
     n = len(problem.train)
     if problem.kind == "image":
         levels = problem.domain.levels
@@ -79,7 +80,7 @@ def caption(result: dict, problem, samples: np.ndarray) -> str | None:
     return None
 
 
-def _pictures(result: dict, problem, model, samples: np.ndarray, out: Path,
+def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
               name: str) -> tuple[list[tuple[Path, str | None]], str | None]:
     """The pictures of one child run (written into ``out``) with their artifact
     folders (None: the root), and the main picture's caption."""
@@ -99,12 +100,12 @@ def _pictures(result: dict, problem, model, samples: np.ndarray, out: Path,
         rows["copy of a training row"] = np.where(copied, "COPY", "new")
         note = (f"{int(copied.sum())} of these 10 rows are copies of training rows "
                 f"(novelty_rate over all {len(samples)} samples: "
-                f"{result['metrics'].get('novelty_rate', float('nan')):.1%}).")
+                f"{result.metrics.get('novelty_rate', float('nan')):.1%}).")
         files.append((plots.rows_table(rows, out / MAIN_PICTURE, caption=f"{name}: {note}",
                                        highlight=copied), None))
         files.append((plots.rows_table(rows, out / "samples-10-rows.csv"), "pictures"))
         files.append((plots.rows_table(rows, out / "samples-10-rows.md"), "pictures"))
-        if result["family"] == "naive_bayes":
+        if result.family == "naive_bayes":
             table = model.parameter_table(problem.schema)
             table.to_csv(out / "naive-bayes-parameters.csv", index=False)
             files.append((out / "naive-bayes-parameters.csv", "pictures"))
@@ -119,27 +120,27 @@ def _value_text(value: float) -> str:
     return fmt(float(value))
 
 
-def child_description(result: dict, name: str, kind: str, n_train: int | None,
+def child_description(result: RunResult, name: str, kind: str, n_train: int | None,
                       n_heldout: int | None, picture_note: str | None) -> str:
     """The child run's Markdown description: what the family assumes, what its
     pictures show, its scores with exact values and what each means."""
     from pmodel.glossary import FAMILY_ASSUMES, PICTURE_SHOWS, describe
     from pmodel.leaderboard import loglik_kind
 
-    family = result["family"]
+    family = result.family
     sizes = f", {n_train} training and {n_heldout} held-out examples" if n_train is not None else ""
     lines = [f"**{name}**: family `{family}` "
-             f"({', '.join(f'{k}={v}' for k, v in result['params'].items()) or 'no hyperparameters'})"
-             f" on dataset `{result['dataset']}` ({kind} data{sizes}).", ""]
+             f"({', '.join(f'{k}={v}' for k, v in result.params.items()) or 'no hyperparameters'})"
+             f" on dataset `{result.dataset}` ({kind} data{sizes}).", ""]
     if family in FAMILY_ASSUMES:
         lines += [f"**Assumes**: {FAMILY_ASSUMES[family]}.", ""]
     if kind in PICTURE_SHOWS:
         lines += [f"**Pictures**: {PICTURE_SHOWS[kind]}."
                   + (f" {picture_note}" if picture_note else ""), ""]
-    if result.get("error"):
-        lines += [f"**Failed**: `{result['error'].splitlines()[0][:300]}` (full text: `error.txt`)."]
+    if result.error:
+        lines += [f"**Failed**: `{result.error.splitlines()[0][:300]}` (full text: `error.txt`)."]
         return "\n".join(lines)
-    metrics = result.get("metrics") or {}
+    metrics = result.metrics or {}
     ll_kind = loglik_kind(result)
     lines += [f"**Likelihood**: {ll_kind.replace('_', ' ')}"
               + {"exact": " (`heldout_loglik` is the model's exact log-likelihood).",
@@ -153,8 +154,8 @@ def child_description(result: dict, name: str, kind: str, n_train: int | None,
         meaning = entry.meaning.split(";")[0] if entry else ""
         better = (entry.better if entry else "") or "-"
         lines.append(f"| `{key}` | {_value_text(value)} | {better} | {meaning.replace('|', '/')} |")
-    if result.get("notes"):
-        lines += ["", "**Skipped or noted**:", ""] + [f"- {note}" for note in result["notes"]]
+    if result.notes:
+        lines += ["", "**Skipped or noted**:", ""] + [f"- {note}" for note in result.notes]
     return "\n".join(lines)
 
 
@@ -184,11 +185,11 @@ def dataset_shape(kind: str, path: str | Path) -> tuple[int | None, dict | None]
     return max(n_lines - 1, 0), tracking.columns_schema({c: types for c in columns})
 
 
-def _log_inputs(uri: str, run_id: str, dataset: str, ingested: dict) -> None:
-    for role, digest in ingested["digests"].items():
-        n_rows, schema = dataset_shape(ingested["kind"], ingested["files"][role])
+def _log_inputs(uri: str, run_id: str, dataset: str, ingested: Ingested) -> None:
+    for role, digest in ingested.digests.items():
+        n_rows, schema = dataset_shape(ingested.kind, ingested.files[role])
         tracking.log_dataset_input(uri, run_id, name=f"{dataset}-{role}", digest=digest,
-                                   source=ingested["files"][role], n_rows=n_rows, schema=schema,
+                                   source=ingested.files[role], n_rows=n_rows, schema=schema,
                                    context="training" if role == "train" else "evaluation"
                                    if role == "heldout" else role)
 
@@ -207,9 +208,9 @@ def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem,
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
-      task_run_name="log-{result[dataset]}-{result[label]}")
-def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict,
-                  ingested: dict, context: dict) -> str:
+      task_run_name="log-{result.dataset}-{result.label}")
+def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunResult,
+                  ingested: Ingested, context: dict) -> str:
     """One child run: name, description, tags, hyperparameters, scores, data
     digests, pictures."""
     from tasks.steps import load_model, load_samples
@@ -218,40 +219,40 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict
     name = run_name(result)
     run_id = tracking.start_run(
         uri, experiment_id, name, parent_run_id=parent_run_id,
-        tags={"dataset": result["dataset"], "family": result["family"], "label": result["label"],
-              "kind": ingested["kind"], "pmodel.code_version": context["code_version"]})
+        tags={"dataset": result.dataset, "family": result.family, "label": result.label,
+              "kind": ingested.kind, "pmodel.code_version": context["code_version"]})
     try:
-        tracking.log_params(uri, run_id, {"family": result["family"], **result["params"],
+        tracking.log_params(uri, run_id, {"family": result.family, **result.params,
                                           "seed": context["seed"], "n_samples": context["n_samples"]})
-        _log_inputs(uri, run_id, result["dataset"], ingested)
-        if result.get("error"):
-            tracking.set_tags(uri, run_id, {"error": result["error"][:5000], tracking.NOTE_TAG:
-                                            child_description(result, name, ingested["kind"],
+        _log_inputs(uri, run_id, result.dataset, ingested)
+        if result.error:
+            tracking.set_tags(uri, run_id, {"error": result.error[:5000], tracking.NOTE_TAG:
+                                            child_description(result, name, ingested.kind,
                                                               None, None, None)})
-            tracking.log_text(uri, run_id, result["error"], "error.txt")
+            tracking.log_text(uri, run_id, result.error, "error.txt")
             tracking.end_run(uri, run_id, "FAILED")
             return run_id
-        metrics = result["metrics"]
+        metrics = result.metrics
         tracking.log_metrics(uri, run_id, metrics,
                              flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])
-        problem = load_problem(result["problem_path"])
-        model, _ = load_model(result["model_path"])
-        samples, _ = load_samples(result["samples_path"])
+        problem = load_problem(result.problem_path)
+        model, _ = load_model(result.model_path)
+        samples, _ = load_samples(result.samples_path)
         tracking.log_params(uri, run_id, {"n_train": len(problem.train), "n_heldout": len(problem.heldout),
                                           "n_parameters_exact": str(model.n_parameters_)[:200]})
         log_scoring_record(uri, run_id, result, model)
         schema = {"schema.json": json.dumps(problem.schema.to_dict())} if problem.schema is not None else {}
-        tracking.log_model_folder(uri, run_id, result["model_path"], extra=schema)
-        if result.get("notes"):
-            tracking.log_text(uri, run_id, "\n".join(result["notes"]) + "\n", "notes.txt")
+        tracking.log_model_folder(uri, run_id, result.model_path, extra=schema)
+        if result.notes:
+            tracking.log_text(uri, run_id, "\n".join(result.notes) + "\n", "notes.txt")
         with tempfile.TemporaryDirectory() as tmp:
             files, note = _pictures(result, problem, model, samples, Path(tmp), name)
             for path, folder in files:
                 tracking.log_artifact(uri, run_id, path, folder)
             if problem.kind == "image":
-                _log_training_grid_once(uri, parent_run_id, result["dataset"], problem, Path(tmp))
+                _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
         tracking.set_tags(uri, run_id, {tracking.NOTE_TAG: child_description(
-            result, name, ingested["kind"], len(problem.train), len(problem.heldout), note)})
+            result, name, ingested.kind, len(problem.train), len(problem.heldout), note)})
     except BaseException:
         tracking.end_run(uri, run_id, "FAILED")
         raise
@@ -259,11 +260,11 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict
     return run_id
 
 
-def log_scoring_record(uri: str, run_id: str, result: dict, model) -> None:
+def log_scoring_record(uri: str, run_id: str, result: RunResult, model) -> None:
     """What kind of likelihood the model gives, the scores skipped and why (tags and
     ``skipped-scores.txt``), and the training history as step metrics."""
-    skipped = result.get("skipped") or {}
-    tracking.set_tags(uri, run_id, {"log_prob_kind": result.get("log_prob_kind", model.log_prob_kind),
+    skipped = result.skipped or {}
+    tracking.set_tags(uri, run_id, {"log_prob_kind": result.log_prob_kind,
                                     **{f"skipped.{name}": why for name, why in skipped.items()}})
     if skipped:
         tracking.log_text(uri, run_id, "".join(f"{name}: skipped, {why}\n" for name, why in skipped.items()),
@@ -273,20 +274,20 @@ def log_scoring_record(uri: str, run_id: str, result: dict, model) -> None:
             tracking.log_metrics(uri, run_id, {key: value}, step=step)
 
 
-def comparison_frame(results: list[dict]) -> pd.DataFrame:
+def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
     """One row per (dataset, family): the leaderboard."""
     rows = []
     for r in results:
-        # "family": the experiment's entry (same on every dataset, so the plot's rows line up);
-        # "label": with the kind's own hyperparameters (e.g. a grid's cell size)
-        row = {"dataset": r["dataset"], "family": r.get("entry", r["label"]), "label": r["label"],
-               "status": "failed" if r.get("error") else "ok"}
-        row.update(r.get("metrics") or {})
+        # "entry": the experiment's family entry (same on every dataset, so the plot's rows
+        # line up); "label": with the kind's own hyperparameters (e.g. a grid's cell size)
+        row = {"dataset": r.dataset, "family": r.family, "entry": r.entry, "label": r.label,
+               "status": "failed" if r.error else "ok"}
+        row.update(r.metrics or {})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def parent_description(config: dict, results: list[dict], failures: dict[str, str],
+def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
                        limit: int = 8000) -> str:
     """The parent run's Markdown description: the experiment file's
     description, the leaderboard ranked by KL, and the glossary of the scores
@@ -294,7 +295,7 @@ def parent_description(config: dict, results: list[dict], failures: dict[str, st
     from pmodel.glossary import glossary_markdown
     from pmodel.leaderboard import as_markdown
 
-    names = {(r["dataset"], r["label"]): run_name(r) for r in results}
+    names = {(r.dataset, r.label): run_name(r) for r in results}
     head = [f"## {config['name']}", "", (config.get("description") or "").strip(), "",
             "Each child run is one model family fitted to one dataset. To find the best model of a "
             "dataset, sort the runs by `kl_to_truth` (ascending) or by `heldout_loglik` "
@@ -304,7 +305,7 @@ def parent_description(config: dict, results: list[dict], failures: dict[str, st
             as_markdown(results, names), ""]
     if failures:
         head += ["### Failed", ""] + [f"- `{k}`: {v.splitlines()[0][:200]}" for k, v in failures.items()] + [""]
-    seen = list(dict.fromkeys(k for r in results for k in (r.get("metrics") or {})))
+    seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
     text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(seen)])
     if len(text) > limit:
         text = "\n".join(head + ["### What the scores mean", "",
@@ -314,9 +315,9 @@ def parent_description(config: dict, results: list[dict], failures: dict[str, st
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="log-summary")
-def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list[dict],
+def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list[RunResult],
                        reports: list[str], failures: dict[str, str],
-                       ingested: dict | None = None) -> None:
+                       ingested: Ingested | None = None) -> None:
     """On the parent run: description, config, validation reports, dataset
     inputs, the comparison table (one logged table, not a metric per child)
     and plot, failures; and the experiment's description."""
@@ -357,7 +358,7 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
         config, results, failures, parent_run_id)})
     _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": len(results),
-                                              "n_failed": sum(1 for r in results if r.get("error"))})
+                                              "n_failed": sum(1 for r in results if r.error)})
 
 
 #: The runs table's columns, in this order of preference, when some run has them.
@@ -366,22 +367,22 @@ VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "heldout_loglik", "hel
                 "on_land_rate", "valid_rate", "novelty_rate")
 
 
-def _set_runs_view(uri: str, experiment_id: str, results: list[dict]) -> None:
+def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> None:
     """The view the printed links open: children grouped by dataset, best first
     (by KL where the truth is known, else by held-out log-likelihood)."""
-    present = {k for r in results for k in (r.get("metrics") or {})}
+    present = {k for r in results for k in (r.metrics or {})}
     present |= {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
     sort_by = next((k for k in ("kl_to_truth", "heldout_loglik", "heldout_loglik_bound")
                     if k in present), None)
     if sort_by is None:
         return
-    params = sorted({k for r in results for k in r.get("params", {})})
+    params = sorted({k for r in results for k in r.params})
     tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by == "kl_to_truth",
                            group_by_tag="dataset", metrics=[m for m in VIEW_METRICS if m in present],
                            params=params)
 
 
-def experiment_description(config: dict, results: list[dict], failures: dict[str, str],
+def experiment_description(config: dict, results: list[RunResult], failures: dict[str, str],
                            parent_run_id: str) -> str:
     """The experiment's description: the parent's, with the latest run named
     and the whole glossary."""

@@ -39,9 +39,9 @@ families:
 
 
 def _metrics(outcome: dict) -> dict:
-    return {(r["dataset"], r["label"]): {k: v for k, v in r["metrics"].items()
+    return {(r.dataset, r.label): {k: v for k, v in r.metrics.items()
                                          if not k.endswith("_seconds")}
-            for r in outcome["results"]}
+            for r in outcome.results}
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -91,10 +91,10 @@ def test_dask_local_cluster_records_the_same_scores_as_threads(prefect_harness, 
     assert dask.is_completed(), dask.message
     on_dask = dask.result()
 
-    assert on_threads["failures"] == on_dask["failures"] == {}
+    assert on_threads.failures == on_dask.failures == {}
     # computed again (refresh), not read from the cache; by the workers, in the same work folder
-    assert set(on_dask["fit_states"].values()) == {"Completed"}, on_dask["fit_states"]
-    assert len(on_dask["fit_states"]) == 6
+    assert set(on_dask.fit_states.values()) == {"Completed"}, on_dask.fit_states
+    assert len(on_dask.fit_states) == 6
     assert len([p for p in models.iterdir() if (p / "model.json").stat().st_mtime >= started - 1]) >= 6
 
     a, b = _metrics(on_threads), _metrics(on_dask)
@@ -103,8 +103,8 @@ def test_dask_local_cluster_records_the_same_scores_as_threads(prefect_harness, 
         assert _same(a[key], b[key]), (key, a[key], b[key])
     assert math.isfinite(a["fashion", "multinomial alpha=1.0"]["kl_to_truth"])
 
-    stored_threads = _stored(store, on_threads["parent_run_id"])
-    stored_dask = _stored(store, on_dask["parent_run_id"])
+    stored_threads = _stored(store, on_threads.parent_run_id)
+    stored_dask = _stored(store, on_dask.parent_run_id)
     assert stored_threads.keys() == stored_dask.keys() and len(stored_threads) == 6
     for key in stored_threads:
         assert _same(stored_threads[key], stored_dask[key]), key

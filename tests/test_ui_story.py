@@ -111,19 +111,22 @@ def test_sorting_by_kl_or_by_heldout_loglik_puts_the_same_run_first(store):
 
 def test_leaderboard_ranks_by_kl_and_says_exact_bound_or_none():
     from pmodel.leaderboard import as_text, loglik_text, ranked
+    from pmodel.records import RunResult
+
+    def row(dataset, label, metrics=None, error=None):
+        return RunResult(dataset, "f", label, label, {}, metrics=metrics or {}, error=error)
 
     rows = [
-        {"dataset": "fashion", "label": "copy", "metrics": {"kl_to_truth": math.inf,
-                                                             "heldout_loglik": -math.inf,
-                                                             "heldout_loglik_in_support": -2.0}},
-        {"dataset": "fashion", "label": "nb", "metrics": {"kl_to_truth": 0.4, "heldout_loglik": -7.6}},
-        {"dataset": "fashion", "label": "broken", "error": "ValueError: x"},
-        {"dataset": "mine", "label": "gan", "metrics": {"novelty_rate": 1.0}},
-        {"dataset": "mine", "label": "vae", "metrics": {"heldout_loglik_bound": -3.0}},
-        {"dataset": "mine", "label": "exact-bad", "metrics": {"heldout_loglik": -9.0}},
-        {"dataset": "mine", "label": "exact-good", "metrics": {"heldout_loglik": -5.0}},
+        row("fashion", "copy", {"kl_to_truth": math.inf, "heldout_loglik": -math.inf,
+                                "heldout_loglik_in_support": -2.0}),
+        row("fashion", "nb", {"kl_to_truth": 0.4, "heldout_loglik": -7.6}),
+        row("fashion", "broken", error="ValueError: x"),
+        row("mine", "gan", {"novelty_rate": 1.0}),
+        row("mine", "vae", {"heldout_loglik_bound": -3.0}),
+        row("mine", "exact-bad", {"heldout_loglik": -9.0}),
+        row("mine", "exact-good", {"heldout_loglik": -5.0}),
     ]
-    order = {d: [r["label"] for r in rs] for d, rs in ranked(rows).items()}
+    order = {d: [r.label for r in rs] for d, rs in ranked(rows).items()}
     assert order == {"fashion": ["nb", "copy", "broken"],
                      "mine": ["exact-good", "exact-bad", "vae", "gan"]}
     assert [loglik_text(r) for r in rows[3:6]] == ["none", ">= -3", "-9"]
@@ -133,11 +136,11 @@ def test_leaderboard_ranks_by_kl_and_says_exact_bound_or_none():
 
 
 def test_run_names_put_what_differs_first():
+    from pmodel.records import RunResult
     from tasks.record import run_name
 
     def name(family, params, dataset, entry):
-        return run_name({"family": family, "params": params, "dataset": dataset, "entry": entry,
-                         "label": entry})
+        return run_name(RunResult(dataset, family, entry, entry, params))
 
     assert name("naive_bayes", {"alpha": 1.0}, "pixels", "naive_bayes alpha=1.0") == "NB a=1 | pixels"
     assert name("multinomial", {"alpha": 0.0, "cell_deg": 10.0}, "land",
@@ -203,9 +206,9 @@ def tiny_run(prefect_harness, flow_store, renders):
     outcome = state.result(raise_on_failure=False)
     assert state.is_completed(), outcome
     client = _client(flow_store)
-    parent = client.get_run(outcome["parent_run_id"])
+    parent = client.get_run(outcome.parent_run_id)
     children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{outcome['parent_run_id']}'")
+                                  f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
     return outcome, parent, children
 
 
@@ -227,10 +230,10 @@ def test_experiment_is_model_training_and_described(tiny_run, flow_store):
     from pmodel.glossary import SCORES
 
     outcome, parent, _ = tiny_run
-    experiment = _client(flow_store).get_experiment(outcome["experiment_id"])
+    experiment = _client(flow_store).get_experiment(outcome.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     note = experiment.tags["mlflow.note.content"]
-    assert "Leaderboard" in note and outcome["parent_run_id"] in note
+    assert "Leaderboard" in note and outcome.parent_run_id in note
     assert all(f"`{name}`" in note for name in SCORES)  # the whole glossary
     view = json.loads(experiment.tags["mlflow.sharedViewState.pmodel-runs"])
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`kl_to_truth`", True)
@@ -281,7 +284,7 @@ def test_parent_holds_a_table_not_flattened_metrics(tiny_run, flow_store, tmp_pa
     assert len(rows) == 9
     land_box = next(r for r in rows if r["run"] == "box | land")
     assert land_box["kl_to_truth"] == "inf"
-    exact = {(r["dataset"], r["label"]): r["metrics"] for r in outcome["results"]}
+    exact = {(r.dataset, r.label): r.metrics for r in outcome.results}
     for r in rows:
         value = exact[(r["dataset"], r["label"])]["out_of_support_rate"]
         assert r["out_of_support_rate"] == pytest.approx(value)
@@ -369,10 +372,10 @@ def test_pmodel_ui_serves_the_runs_through_its_rest_api(tiny_run, flow_store, tm
         assert f"http://127.0.0.1:{port}" in ready
         link = next(line for line in lines if line.strip().startswith("tiny:"))
         assert link.strip().endswith(
-            f"/#/experiments/{outcome['experiment_id']}/runs?workflowType=machine_learning"
+            f"/#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
             "&viewStateShareKey=pmodel-runs")
         # printed only once the server answers: it answers at once
-        body = json.dumps({"experiment_ids": [outcome["experiment_id"]], "max_results": 100}).encode()
+        body = json.dumps({"experiment_ids": [outcome.experiment_id], "max_results": 100}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
                                          data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
