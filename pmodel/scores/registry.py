@@ -65,8 +65,8 @@ NEEDS: dict[str, Callable[[ScoreContext], str | None]] = {
     "truth:table": _truth_is("table"),
     "truth:renders": _truth_is("renders"),
     "truth:land": _truth_is("land"),
-    "factors": lambda c: None if c.truth is not None and c.truth.factor_names else
-    "the dataset's latent factors are unknown",
+    "factors": lambda c: None if getattr(c.problem, "factors", None) and c.problem.factor_names else
+    "the dataset's latent factors are unknown (only jars and pixels know theirs)",
     "encoder": lambda c: None if c.model.has_encoder else f"{c.model.name} has no latent space (encode)",
     "box": lambda c: None if getattr(type(c.model), "has_box", False) else
     f"only for a fitted box; {c.model.name} has none",
