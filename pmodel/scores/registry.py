@@ -30,6 +30,7 @@ class ScoreContext:
     problem: Any
     samples: np.ndarray
     _heldout_lp: np.ndarray | None = field(default=None, repr=False)
+    _codes: dict = field(default_factory=dict, repr=False)
 
     @property
     def truth(self):
@@ -39,6 +40,12 @@ class ScoreContext:
         if self._heldout_lp is None:
             self._heldout_lp = self.model.log_prob(self.problem.heldout)
         return self._heldout_lp
+
+    def codes(self, split: str) -> np.ndarray:
+        """``model.encode`` of the problem's ``split`` ("train" or "heldout"), computed once."""
+        if split not in self._codes:
+            self._codes[split] = self.model.encode(getattr(self.problem, split))
+        return self._codes[split]
 
 
 def _kind(ctx: ScoreContext) -> str:
