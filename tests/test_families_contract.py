@@ -13,7 +13,8 @@ from pmodel.families import (CategoricalDomain, ImageDomain, PointsDomain, famil
 
 HYPERPARAMETERS = {"box": [{}], "multinomial": [{"alpha": 0.0}, {"alpha": 1.0}],
                    "naive_bayes": [{"alpha": 0.0}, {"alpha": 1.0}],
-                   "chow_liu": [{"alpha": 0.0}, {"alpha": 1.0}]}
+                   "chow_liu": [{"alpha": 0.0}, {"alpha": 1.0}],
+                   "latent_class": [{"n_components": 3, "alpha": 0.5}, {"n_components": 1, "alpha": 1.0}]}
 DTYPES = {"categorical": np.int64, "image": np.uint8, "points": np.float64}
 TINY_IMAGE = ImageDomain(2, 3, levels=3)  # 3^6 = 729 images: small enough to enumerate
 SMALL_REGION = PointsDomain(-10.0, 10.0, 35.0, 45.0)

@@ -23,6 +23,7 @@ register_family("naive_bayes", "image", "pmodel.families.naive_bayes:ImageNaiveB
 register_family("naive_bayes", "points", "pmodel.families.naive_bayes:PointsNaiveBayes")
 # latent variables and dependencies, without deep learning
 register_family("chow_liu", "categorical", "pmodel.families.chow_liu:ChowLiuTree")
+register_family("latent_class", ("categorical", "image"), "pmodel.families.latent_class:LatentClass")
 
 __all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
            "kinds_served", "load_model", "register_family", "unregister_family",
