@@ -20,7 +20,7 @@ from prefect.futures import wait
 from prefect.states import Failed
 
 from pmodel import paths
-from pmodel.config import BuiltinDataset, find_experiment, load_experiment
+from pmodel.config import find_experiment, load_experiment
 from pmodel.datasets.build import ensure_built
 from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
@@ -120,15 +120,16 @@ class _Clock:
 def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
     clock = _Clock(outcome["timings"])
     context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
-    builtin_dir = None
-    builtins = sorted({ds.builtin for ds in config.datasets.values() if isinstance(ds, BuiltinDataset)})
-    if builtins:
-        builtin_dir = str(ensure_built(config.build_config(), builtins, progress=True, log=logger.info))
+    builtin_dirs = {}  # dataset -> folder of its built files (a dataset may set its own sizes)
+    for build_config, builtins, names in config.builtin_builds():
+        folder = str(ensure_built(build_config, builtins, progress=True, log=logger.info))
+        builtin_dirs.update(dict.fromkeys(names, folder))
     clock.lap("build_data")
 
     # ingest and validate, one branch per dataset
     report_dir = str(paths.reports_dir() / "validation")
-    ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False), builtin_dir)
+    ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False),
+                                          builtin_dirs.get(name))
               for name, ds in config.datasets.items()}
     validated = {name: validate_dataset.submit(fut, report_dir) for name, fut in ingest.items()}
     wait(list(validated.values()))

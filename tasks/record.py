@@ -46,6 +46,10 @@ def _pictures(result: dict, problem, model, samples: np.ndarray, out: Path) -> l
             files.append(out / "naive-bayes-parameters.csv")
             files.append(plots.parameter_table_plot(table, out / "naive-bayes-parameters.png",
                                                     title=f"naive Bayes: {result['label']}"))
+    if model.has_encoder:  # the latent space and, for families that decode, a traversal
+        from pmodel.plots_latent import latent_pictures
+
+        files.extend(latent_pictures(model, problem, out, result["label"]))
     return files
 
 
