@@ -22,7 +22,7 @@ from prefect.futures import wait
 from prefect.states import Failed
 
 from pmodel import paths
-from pmodel.config import BuiltinDataset, find_experiment, load_experiment
+from pmodel.config import find_experiment, load_experiment
 from pmodel.datasets.build import ensure_built
 from pmodel.records import Ingested, Outcome, RunResult
 from pmodel.version import code_version, source_version
@@ -93,9 +93,9 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
                                       "overrides": " ".join(overrides or []) or "-"})
     clock.lap("prepare_tracking")
     try:
-        builtin_dir = build_builtins(config, logger)
+        builtin_dirs = build_builtins(config, logger)
         clock.lap("build_data")
-        ingested, reports, failures = ingest_and_validate(config, builtin_dir, logger)
+        ingested, reports, failures = ingest_and_validate(config, builtin_dirs, logger)
         clock.lap("ingest_validate")
         branches = fit_sample_score(config, ingested, refresh)
         clock.lap("split_fit_sample_score")
@@ -137,21 +137,24 @@ class _Clock:
 # The steps, in the chapter's order
 # ---------------------------------------------------------------------------
 
-def build_builtins(config, logger) -> str | None:
-    """The folder of the built-in datasets the experiment uses, built when missing."""
-    builtins = sorted({ds.builtin for ds in config.datasets.values() if isinstance(ds, BuiltinDataset)})
-    if not builtins:
-        return None
-    return str(ensure_built(config.build_config(), builtins, progress=True, log=logger.info))
+def build_builtins(config, logger) -> dict[str, str]:
+    """The folder of each built-in dataset the experiment uses (datasets may set their
+    own sizes, so there is one folder per build), built when missing."""
+    builtin_dirs: dict[str, str] = {}
+    for build_config, builtins, names in config.builtin_builds():
+        folder = str(ensure_built(build_config, builtins, progress=True, log=logger.info))
+        builtin_dirs.update(dict.fromkeys(names, folder))
+    return builtin_dirs
 
 
-def ingest_and_validate(config, builtin_dir: str | None, logger
+def ingest_and_validate(config, builtin_dirs: dict[str, str], logger
                         ) -> tuple[dict[str, Ingested], list[str], dict[str, str]]:
     """Ingest and validate every dataset, one branch each: the valid datasets, every
     validation report (failed ones too), and the failures by dataset with the failing
     step's own message (file, rows or images, rules)."""
     report_dir = str(paths.reports_dir() / "validation")
-    ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False), builtin_dir)
+    ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False),
+                                          builtin_dirs.get(name))
               for name, ds in config.datasets.items()}
     validated = {name: validate_dataset.submit(fut, report_dir) for name, fut in ingest.items()}
     wait(list(validated.values()))

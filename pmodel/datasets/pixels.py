@@ -222,8 +222,30 @@ def load(files: dict):
     from pmodel.datasets.registry import Loaded
     from pmodel.families.domains import ImageDomain
 
-    (_, train), (_, heldout) = (images.read_png_folder(files[s]) for s in ("train", "heldout"))
-    return Loaded(ImageDomain(SIZE, SIZE), train, heldout)
+    arrays, factors = {}, {}
+    for split in ("train", "heldout"):
+        folder = Path(files[split])
+        names, arrays[split] = images.read_png_folder(folder)
+        labels = folder.parent / f"pixels-{split}-labels.csv"
+        if labels.exists():  # the five features of each avatar: its latent factors, as codes
+            factors[split] = read_label_codes(labels, names).astype(np.float64)
+    return Loaded(ImageDomain(SIZE, SIZE), arrays["train"], arrays["heldout"],
+                  factors=factors if len(factors) == 2 else None,
+                  factor_names=fashion.COLUMNS if len(factors) == 2 else (),
+                  factor_categorical=(True,) * len(fashion.COLUMNS) if len(factors) == 2 else ())
+
+
+def read_label_codes(path: Path, names: list[str]) -> np.ndarray:
+    """The labels CSV's fashion rows as codes (n, 5), in the order of ``names``;
+    ValueError naming the file and the first image without a row."""
+    frame = fashion.read_csv(path)
+    if "file" not in frame.columns:
+        raise ValueError(f"{path}: no 'file' column")
+    by_file = frame.set_index("file")
+    absent = [n for n in names if n not in by_file.index]
+    if absent:
+        raise ValueError(f"{path}: no row for image {absent[0]} ({len(absent)} images lack one)")
+    return fashion.SCHEMA.to_codes(by_file.loc[names, list(fashion.COLUMNS)].reset_index(drop=True))
 
 
 def truth_from_renders(renders: np.ndarray):
