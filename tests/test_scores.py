@@ -444,6 +444,26 @@ def test_novelty_matches_set_arithmetic_on_random_rows():
                                               "unique_rate": distinct / 60}
 
 
+@pytest.mark.parametrize("how", ["chunked", "every-hash-collides"])
+def test_novelty_streams_the_training_set_and_checks_hash_collisions(monkeypatch, how):
+    # The training set is read in chunks and looked up by hash; a hash match is
+    # only a candidate, compared value by value. Force tiny chunks, or make every
+    # row hash alike, and the answer must not move.
+    rng = np.random.default_rng(3)
+    train = np.concatenate([rng.integers(0, 4, (500, 3)), [[0, 0, 0]]]).astype(np.float64)
+    samples = rng.integers(0, 5, (300, 3)).astype(np.float64)
+    samples[0] = [-0.0, 0.0, -0.0]  # equal to the training row (0, 0, 0) by value
+    train_set = {tuple(row) for row in (train + 0.0).tolist()}
+    want = {"novelty_rate": sum(tuple(r) not in train_set for r in (samples + 0.0).tolist()) / 300,
+            "unique_rate": len({tuple(r) for r in (samples + 0.0).tolist()}) / 300}
+    if how == "chunked":
+        monkeypatch.setattr(scores, "_NOVELTY_CHUNK", 7)
+    else:
+        monkeypatch.setattr(scores, "_row_hashes", lambda X: np.zeros(len(X), np.uint64))
+    assert scores.novelty(samples, train) == want
+    assert 0 < want["novelty_rate"] < 1
+
+
 # ---------------------------------------------------------------------------
 # image_validity
 # ---------------------------------------------------------------------------
