@@ -346,6 +346,36 @@ def test_bad_input_fails_with_a_precise_message(build, tmp_path):
     assert _fingerprint(inputs) == listing   # nothing written next to the input
 
 
+@pytest.mark.parametrize("build", CATALOGUE, ids=lambda f: f.__name__.lstrip("_"))
+def test_a_csv_read_in_chunks_gives_the_same_verdict(build, tmp_path, monkeypatch):
+    # Big CSVs are validated a chunk of rows at a time (memory stays bounded);
+    # with two rows a chunk every bad input above must be reported as in one piece.
+    import tasks.validation as validation
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    kind, path, _ = build(inputs)
+    whole = validate(kind, path, report_dir=tmp_path / "whole")
+    monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 2)
+    chunked = validate(kind, path, report_dir=tmp_path / "chunked")
+    assert chunked.failures == whole.failures
+    assert chunked.summary().replace("chunked", "whole") == whole.summary()
+
+
+def test_offenders_in_several_chunks_are_counted_once_each(tmp_path, monkeypatch):
+    import tasks.validation as validation
+
+    monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 3)
+    rows = ["0,0", "200,0", "1,1", "2,2", "300,x", "3,3", "4,4", "500,1", "5,5", "6,6", "700,2"]
+    path = _land(tmp_path, "".join(r + "\n" for r in rows))
+    failures = {f["rule"]: f for f in validate_land_csv(path).failures}
+    lon = failures["column 'lon': values must be between -180 and 180"]
+    assert lon["n_unexpected"] == 4
+    assert [e["line"] for e in lon["examples"]] == [3, 6, 9, 12]
+    lat = failures["column 'lat': values must be numbers"]
+    assert lat["n_unexpected"] == 1 and lat["examples"] == [{"line": 6, "value": "x"}]
+
+
 def test_catalogue_is_large_enough():
     assert len(CATALOGUE) >= 18
 

@@ -44,7 +44,7 @@ def load_categorical_csv(path: Path | str,
     unknown to every model fitted to it.
     """
     path = Path(path)
-    df = fashion.read_csv(path)
+    df = fashion.read_csv(path, categorical=True)
     notes = []
     if schema is None:
         schema = CategoricalSchema.infer(df)
@@ -53,6 +53,19 @@ def load_categorical_csv(path: Path | str,
     elif not isinstance(schema, CategoricalSchema):
         schema = CategoricalSchema.from_yaml(schema)
     return CategoricalData(X=schema.to_codes(df), schema=schema, path=path, notes=notes)
+
+
+def infer_schema(*paths: Path | str) -> CategoricalSchema:
+    """The schema of categorical CSVs read together: their columns, and for each
+    the sorted distinct values found in any of the files (so a held-out value
+    absent from training is a category, not an error)."""
+    frames = [fashion.read_csv(p, categorical=True) for p in paths]
+    columns = [str(c) for c in frames[0].columns]
+    values: dict[str, set[str]] = {c: set() for c in columns}
+    for df in frames:
+        for c in columns:
+            values[c].update(str(v) for v in df[c].cat.categories)
+    return CategoricalSchema(tuple((c, tuple(sorted(values[c]))) for c in columns), inferred=True)
 
 
 def load_image_folder(folder: Path | str) -> tuple[list[str], np.ndarray]:
