@@ -82,9 +82,10 @@ def validation_kind(ingested: dict) -> str:
 
 @task(retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="validate-{ingested[name]}")
 def validate_dataset(ingested: dict, report_dir: str) -> list[str]:
-    """Great Expectations on every file of a dataset; raises DataValidationError naming
-    file, rows or images and rules. Returns the JSON report paths."""
-    from tasks.validation import validate
+    """Great Expectations on every file of a dataset, then on held-out against train;
+    raises DataValidationError naming file, rows or images and rules. Returns the
+    JSON report paths."""
+    from tasks.validation import validate, validate_heldout_against_train
 
     reports, failed = [], []
     for role in ("train", "heldout"):
@@ -94,6 +95,11 @@ def validate_dataset(ingested: dict, report_dir: str) -> list[str]:
         reports.append(str(report.report_path))
         if not report.success:
             failed.append(report)
+    files = ingested["files"]
+    if not failed and "heldout" in files and (report := validate_heldout_against_train(
+            validation_kind(ingested), files["train"], files["heldout"], report_dir=report_dir)):
+        reports.append(str(report.report_path))
+        failed += [] if report.success else [report]
     if failed:
         for report in failed[1:]:
             failed[0].notes.append(f"also invalid: {report.path} (report: {report.report_path})")

@@ -331,6 +331,56 @@ def _read_land_csv(path: Path, chunksize: int | None = None):
 
 
 # ---------------------------------------------------------------------------
+# A held-out file against its training file
+# ---------------------------------------------------------------------------
+
+def validate_heldout_against_train(kind: str, train: Path | str, heldout: Path | str, *,
+                                   report_dir: Path | str | None = None
+                                   ) -> ValidationReport | None:
+    """Check a dataset's held-out file against its training file, each valid alone.
+
+    Rules: ``categorical`` (no schema): the held-out CSV has exactly the
+    training CSV's columns, in any order (its categories may differ: the
+    schema is inferred from both files); ``images``: the held-out images have
+    the training images' size (the most common one in the training folder).
+    Other kinds have fixed columns or a schema that both files were checked
+    against already: None (nothing to compare).
+    """
+    train, heldout = Path(train), Path(heldout)
+    if kind == "categorical":
+        names = [str(c) for c in _read_header(train).columns]
+        check = _Check(heldout, kind, f"{kind}-vs-train", [f"compared with the training file {train}"],
+                       report_dir)
+        for df in check.read_csv_chunks(_read_header):
+            check.run(df, [_Rule(_expectations().ExpectTableColumnsToMatchSet(
+                column_set=names, exact_match=True),
+                f"columns must be those of the training file {train}: "
+                f"[{', '.join(names)}] (in any order)")])
+        return check.finish()
+    if kind == "images":
+        sizes = Counter(s for s in _image_table(train)["size"] if isinstance(s, str))
+        if not sizes:
+            return None  # the training folder's own report says it has no image
+        expected = sizes.most_common(1)[0][0]
+        check = _Check(heldout, kind, f"{kind}-vs-train", [f"compared with the training folder {train}"],
+                       report_dir)
+        if check.expect_folder():
+            df = _image_table(heldout)
+            check.run(df, [_Rule(_expectations().ExpectColumnValuesToBeInSet(
+                column="size", value_set=[expected]),
+                f"every image must be {expected} pixels (width x height), the size of the "
+                f"training images in {train}", column="size", value=_cell(df, "size"))])
+        return check.finish()
+    return None
+
+
+def _read_header(path: Path, chunksize: int | None = None):
+    """The CSV's header as an empty frame (in a list, the shape of a chunk reader)."""
+    header = pd.read_csv(path, dtype="string", nrows=0)
+    return header if chunksize is None else [header]
+
+
+# ---------------------------------------------------------------------------
 # Image folder
 # ---------------------------------------------------------------------------
 

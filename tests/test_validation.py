@@ -22,6 +22,7 @@ from pmodel.datasets import fashion
 from pmodel.datasets.schema import CategoricalSchema
 from pmodel.errors import DataValidationError
 from tasks.validation import (ValidationReport, validate, validate_categorical_csv,
+                              validate_heldout_against_train,
                               validate_image_folder, validate_land_csv)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -496,3 +497,51 @@ def test_cli_exit_codes(tmp_path):
 
     missing = _run(["-m", "flows.cli", "validate", "land", str(tmp_path / "nope.csv")], home)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+# ---------------------------------------------------------------------------
+# Held-out against train (each valid alone, wrong together)
+# ---------------------------------------------------------------------------
+
+def _dataset(tmp_path, train_text, heldout_text, kind="categorical"):
+    from tasks.steps import cache_key
+
+    train = _write_text(tmp_path, "train.csv", train_text)
+    heldout = _write_text(tmp_path, "heldout.csv", heldout_text)
+    files = {"train": str(train), "heldout": str(heldout)}
+    return {"name": "mine", "kind": kind, "builtin": None, "spec": {"kind": kind},
+            "files": files, "digests": {}, "digest": cache_key(files)}
+
+
+def test_heldout_with_other_columns_fails_validation_naming_both_files(tmp_path):
+    from tasks.steps import validate_dataset
+
+    ingested = _dataset(tmp_path, "colour,shape\nred,round\nblue,square\n",
+                        "colour,size\nred,S\nblue,L\n")
+    for role in ("train", "heldout"):  # each file alone is valid
+        assert validate("categorical", ingested["files"][role]).success
+    with pytest.raises(DataValidationError) as info:
+        validate_dataset.fn(ingested, str(tmp_path / "reports"))
+    message = str(info.value)
+    assert ingested["files"]["heldout"] in message and ingested["files"]["train"] in message
+    assert "missing: shape" in message and "unexpected: size" in message
+    assert info.value.report_path.exists()
+
+
+def test_heldout_with_the_same_columns_in_another_order_and_new_categories_passes(tmp_path):
+    from tasks.steps import validate_dataset
+
+    ingested = _dataset(tmp_path, "colour,shape\nred,round\nblue,square\n",
+                        "shape,colour\nround,green\n")
+    reports = validate_dataset.fn(ingested, str(tmp_path / "reports"))
+    assert len(reports) == 3  # train, held-out, and the two together
+
+
+def test_heldout_images_of_another_size_fail_naming_both_folders(tmp_path):
+    train, heldout = _png_folder(tmp_path / "train", size=(20, 24)), _png_folder(tmp_path / "held", size=(16, 16))
+    report = validate_heldout_against_train("images", train, heldout)
+    assert not report.success
+    summary = report.summary()
+    assert str(train) in summary and str(heldout) in summary and "20x24" in summary
+    assert validate_heldout_against_train("images", train, _png_folder(tmp_path / "same", size=(20, 24))).success
+    assert validate_heldout_against_train("land", train, heldout) is None

@@ -61,6 +61,16 @@ def infer_schema(*paths: Path | str) -> CategoricalSchema:
     absent from training is a category, not an error)."""
     frames = [fashion.read_csv(p, categorical=True) for p in paths]
     columns = [str(c) for c in frames[0].columns]
+    for path, df in zip(paths[1:], frames[1:]):
+        missing = [c for c in columns if c not in df.columns]
+        extra = [str(c) for c in df.columns if str(c) not in columns]
+        if missing or extra:
+            raise ValueError(
+                f"{path} and {paths[0]} must have the same columns: "
+                + "; ".join(part for part in (
+                    f"{path} lacks {', '.join(missing)}" if missing else "",
+                    f"{path} has {', '.join(extra)}, which {paths[0]} lacks" if extra else "")
+                    if part))
     values: dict[str, set[str]] = {c: set() for c in columns}
     for df in frames:
         for c in columns:
