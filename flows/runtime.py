@@ -3,7 +3,8 @@
 Without ``PREFECT_API_URL`` Prefect starts a temporary server per process on
 the SQLite database in ``PREFECT_HOME``. Several ``pmodel run`` processes
 starting at once on a fresh database race on its migrations and time out,
-so the embedded server is started under a file lock, one process at a time.
+so the embedded server is started under a file lock, one process at a time,
+and a watchdog ends it when this process dies without cleaning up (kill -9).
 """
 
 from __future__ import annotations
@@ -41,7 +42,20 @@ def start_embedded_prefect() -> str | None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         server = SubprocessASGIServer()  # the per-process singleton the flow's client will use
         server.start(timeout=EMBEDDED_STARTUP_TIMEOUT_S)
+    _guard_once(server.server_process)
     return server.api_url
+
+
+_guarded: set[int] = set()
+
+
+def _guard_once(process) -> None:
+    """The server dies with this process, kill -9 included (flows/watchdog.py)."""
+    from flows import watchdog
+
+    if process is not None and process.pid not in _guarded:
+        _guarded.add(process.pid)
+        watchdog.guard(process.pid)
 
 
 def warm_up(dataset_kinds: set[str]) -> "threading.Thread":

@@ -462,3 +462,40 @@ def last_input_digest(tracking_uri: str, experiment_name: str, source: str | Pat
             if uri and str(Path(uri).resolve()) == wanted:
                 return full
     return None
+
+
+# ---------------------------------------------------------------------------
+# Runs left RUNNING (used by tasks/recovery.py)
+# ---------------------------------------------------------------------------
+
+def search_running_runs(tracking_uri: str) -> list[dict]:
+    """Every RUNNING run of the store, in every experiment (deleted ones too):
+    ``{"run_id", "experiment_id", "start_time" (ms), "tags"}`` each."""
+    from mlflow.entities import ViewType
+
+    client = _client(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    found = []
+    for ids in _chunks(experiment_ids, 100):
+        token = None
+        while True:
+            page = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
+                                      run_view_type=ViewType.ALL, max_results=1000,
+                                      page_token=token)
+            found.extend({"run_id": r.info.run_id, "experiment_id": r.info.experiment_id,
+                          "start_time": r.info.start_time, "tags": dict(r.data.tags)}
+                         for r in page)
+            token = page.token
+            if not token:
+                break
+    return found
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    """The tags of one run ({} when there is no such run)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client(tracking_uri).get_run(run_id).data.tags)
+    except MlflowException:
+        return {}
