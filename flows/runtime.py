@@ -81,3 +81,28 @@ def warm_up(dataset_kinds: set[str]) -> "threading.Thread":
     thread.start()
     return thread
 
+
+
+def write_problems(config, tracking_uri: str | None) -> list[str]:
+    """The places a run must write and cannot, each with its path (checked before
+    Prefect starts): the MLflow store, the work folder ``.cache/``, the reports
+    folder, and ``data/`` only when the built-in datasets must still be built
+    (built data is only read)."""
+    from pmodel.config import BuiltinDataset
+    from pmodel.datasets.build import built_dir
+    from tasks import tracking
+
+    problems = tracking.store_write_problems(tracking.resolve_tracking_uri(tracking_uri))
+    root = paths.project_root()
+    for folder, what in ((root / ".cache", "the work folder (Prefect results, models, samples)"),
+                         (paths.reports_dir(), "the reports folder")):
+        blocked = paths.unwritable(folder)
+        if blocked is not None:
+            problems.append(f"{what} {folder} is not writable ({blocked} is read-only for this user)")
+    if (any(isinstance(ds, BuiltinDataset) for ds in config.datasets.values())
+            and built_dir(config.build_config()) is None):
+        blocked = paths.unwritable(paths.data_dir() / "builds")
+        if blocked is not None:
+            problems.append(f"the data folder {paths.data_dir()} is not writable ({blocked} is "
+                            "read-only for this user) and the built-in datasets must be built there")
+    return problems

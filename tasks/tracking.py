@@ -499,3 +499,29 @@ def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
         return dict(_client(tracking_uri).get_run(run_id).data.tags)
     except MlflowException:
         return {}
+
+
+def store_write_problems(tracking_uri: str) -> list[str]:
+    """Why a run could not write to a local store, each naming its path; [] when
+    it can (and always for a tracking server, which answers for itself).
+
+    A SQLite store needs its database file and its folder writable (SQLite
+    writes a journal beside the file), and the artifact folder.
+    """
+    if _is_server(tracking_uri):
+        return []
+    problems = []
+    db = _sqlite_path(tracking_uri)
+    places = [] if db is None else [(db, "the MLflow store's database"),
+                                    (db.parent, "the MLflow store's folder")]
+    root = _artifact_root(tracking_uri)
+    if root is not None and root.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        places.append((Path(unquote(urlparse(root).path)), "the MLflow artifact folder"))
+    for path, what in places:
+        blocked = paths.unwritable(path)
+        if blocked is not None:
+            problems.append(f"{what} {path} is not writable ({blocked} is read-only "
+                            f"for this user){f' [store: {tracking_uri}]' if what.endswith('database') else ''}")
+    return problems

@@ -118,6 +118,21 @@ def _manifest_matches(manifest_path: Path, config: BuildConfig) -> bool:
                                             asdict(config.region.snapped()), pixels.render_key())
 
 
+def _build_folder(root: Path, config: BuildConfig) -> Path:
+    return root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
+
+
+def built_dir(config: BuildConfig, data_dir: Path | None = None) -> Path | None:
+    """The folder already holding the built-in datasets for ``config`` (data/
+    itself, or its build for these sizes), or None when they must be built.
+    Reads only (a manifest is written last, so a build under way is not taken)."""
+    root = Path(data_dir) if data_dir is not None else paths.data_dir()
+    for folder in (root, _build_folder(root, config)):
+        if _manifest_matches(folder / "manifest.json", config):
+            return folder
+    return None
+
+
 def ensure_built(config: BuildConfig, data_dir: Path | None = None, *, progress: bool = True,
                  log: Callable[[str], None] = lambda msg: None) -> Path:
     """The folder holding the built-in datasets for ``config``, built when missing.
@@ -128,13 +143,21 @@ def ensure_built(config: BuildConfig, data_dir: Path | None = None, *, progress:
     import fcntl
 
     root = Path(data_dir) if data_dir is not None else paths.data_dir()
+    built = built_dir(config, root)
+    if built is not None:  # nothing to write: a read-only data/ will do
+        return built
+    blocked = paths.unwritable(root / "builds")
+    if blocked is not None:
+        raise PermissionError(f"the built-in datasets (seed {config.seed}, {config.n_train} "
+                              f"training rows, {config.n_heldout} held out) are not built in "
+                              f"{root}, and {blocked} is not writable to build them")
     root.mkdir(parents=True, exist_ok=True)
     # one builder at a time: concurrent runs wait, then find the data built
     with open(root / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _manifest_matches(root / "manifest.json", config):
             return root
-        out = root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
+        out = _build_folder(root, config)
         if not _manifest_matches(out / "manifest.json", config):
             log(f"building the built-in datasets into {out} (seed {config.seed})")
             build_all(config, out_dir=out, progress=progress, log=log)
