@@ -65,8 +65,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from flows.runtime import warm_up
+    from flows.runtime import warm_up, write_problems
 
+    if problems := write_problems(config, args.tracking_uri):  # read-only store or folders
+        print("pmodel run: cannot write where the run must:\n"
+              + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return EXIT_USAGE
     warm_up({getattr(ds, "builtin", None) for ds in config.datasets.values()})
 
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings

@@ -27,7 +27,7 @@ from pmodel.datasets.build import ensure_built
 from pmodel.records import Ingested, Outcome, RunResult
 from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
-from tasks import tracking
+from tasks import recovery, tracking
 from tasks.record import log_child_run, log_parent_summary
 from tasks.steps import (cache_key, fit_family, ingest_dataset, must_recompute, sample_family,
                          score_family, split_dataset, validate_dataset)
@@ -83,10 +83,11 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     clock = _Clock()
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.prepare_store(uri)
+    recovery.fail_dead_runs(uri, log=logger.warning)  # runs left RUNNING by a dead process
     experiment_id = tracking.get_or_create_experiment(uri, config.name)
     parent = tracking.start_run(uri, experiment_id, config.name,
                                 tags={"pmodel.config": str(config_path),
-                                      "pmodel.code_version": code_version()})
+                                      "pmodel.code_version": code_version(), **recovery.owner_tags()})
     tracking.log_params(uri, parent, {"experiment": config.name, "seed": config.seed,
                                       "n_samples": config.n_samples, "n_train": config.build.n_train,
                                       "n_heldout": config.build.n_heldout,

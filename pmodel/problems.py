@@ -95,10 +95,7 @@ def load_user(name: str, kind: str, train: Path, heldout: Path | None = None, *,
             schema_obj = CategoricalSchema.from_yaml(schema)
         else:
             # categories from every file given, so held-out values are not "unknown"
-            import pandas as pd
-
-            frames = [fashion.read_csv(p) for p in (train, heldout) if p is not None]
-            schema_obj = CategoricalSchema.infer(pd.concat(frames, ignore_index=True))
+            schema_obj = user.infer_schema(*(p for p in (train, heldout) if p is not None))
             notes.append(f"{name}: no schema given; categories inferred from the data")
         X = user.load_categorical_csv(train, schema_obj)
         Xh = user.load_categorical_csv(heldout, schema_obj) if heldout is not None else None

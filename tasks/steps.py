@@ -143,18 +143,25 @@ def validation_kind(kind: str, builtin: str | None = None, schema_file: str | No
 
 @task(retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="validate-{ingested.name}")
 def validate_dataset(ingested: Ingested, report_dir: str) -> list[str]:
-    """Great Expectations on every file of a dataset; raises DataValidationError naming
-    file, rows or images and rules. Returns the JSON report paths."""
-    from tasks.validation import validate
+    """Great Expectations on every file of a dataset, then on held-out against train;
+    raises DataValidationError naming file, rows or images and rules. Returns the
+    JSON report paths."""
+    from tasks.validation import validate, validate_heldout_against_train
 
+    kind = validation_kind(ingested.kind, ingested.builtin, ingested.files.get("schema_file"))
+    files = ingested.files
     reports, failed = [], []
     for role in ("train", "heldout"):
-        if role not in ingested.files:
+        if role not in files:
             continue
-        report = validate(validation_kind(ingested.kind, ingested.builtin, ingested.files.get("schema_file")), ingested.files[role], report_dir=report_dir)
+        report = validate(kind, files[role], report_dir=report_dir)
         reports.append(str(report.report_path))
         if not report.success:
             failed.append(report)
+    if not failed and "heldout" in files and (report := validate_heldout_against_train(
+            kind, files["train"], files["heldout"], report_dir=report_dir)):
+        reports.append(str(report.report_path))
+        failed += [] if report.success else [report]
     if failed:
         for report in failed[1:]:
             failed[0].notes.append(f"also invalid: {report.path} (report: {report.report_path})")

@@ -740,3 +740,66 @@ def load_model_from_run(run_ref: str, tracking_uri: str | None = None):
     from pmodel import load_model
 
     return load_model(download_model_folder(run_ref, tracking_uri))
+
+
+# ---------------------------------------------------------------------------
+# Runs left RUNNING (used by tasks/recovery.py)
+# ---------------------------------------------------------------------------
+
+def search_running_runs(tracking_uri: str) -> list[dict]:
+    """Every RUNNING run of the store, in every experiment (deleted ones too):
+    ``{"run_id", "experiment_id", "start_time" (ms), "tags"}`` each."""
+    from mlflow.entities import ViewType
+
+    client = _client(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    found = []
+    for ids in _chunks(experiment_ids, 100):
+        token = None
+        while True:
+            page = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
+                                      run_view_type=ViewType.ALL, max_results=1000,
+                                      page_token=token)
+            found.extend({"run_id": r.info.run_id, "experiment_id": r.info.experiment_id,
+                          "start_time": r.info.start_time, "tags": dict(r.data.tags)}
+                         for r in page)
+            token = page.token
+            if not token:
+                break
+    return found
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    """The tags of one run ({} when there is no such run)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client(tracking_uri).get_run(run_id).data.tags)
+    except MlflowException:
+        return {}
+
+
+def store_write_problems(tracking_uri: str) -> list[str]:
+    """Why a run could not write to a local store, each naming its path; [] when
+    it can (and always for a tracking server, which answers for itself).
+
+    A SQLite store needs its database file and its folder writable (SQLite
+    writes a journal beside the file), and the artifact folder.
+    """
+    if _is_server(tracking_uri):
+        return []
+    problems = []
+    db = _sqlite_path(tracking_uri)
+    places = [] if db is None else [(db, "the MLflow store's database"),
+                                    (db.parent, "the MLflow store's folder")]
+    root = _artifact_root(tracking_uri)
+    if root is not None and root.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        places.append((Path(unquote(urlparse(root).path)), "the MLflow artifact folder"))
+    for path, what in places:
+        blocked = paths.unwritable(path)
+        if blocked is not None:
+            problems.append(f"{what} {path} is not writable ({blocked} is read-only "
+                            f"for this user){f' [store: {tracking_uri}]' if what.endswith('database') else ''}")
+    return problems
