@@ -112,7 +112,7 @@ def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
             files.append((plots.parameter_table_plot(table, out / "naive-bayes-parameters.png",
                                                      title=f"naive Bayes: {name}"), "pictures"))
     if model.has_encoder:  # the latent space and, for families that decode, a traversal
-        from pmodel.plots_latent import latent_pictures
+        from pmodel.plots.latent import latent_pictures
 
         files.extend((path, "pictures") for path in latent_pictures(model, problem, out, name))
     return files, note
