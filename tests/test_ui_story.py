@@ -401,7 +401,7 @@ def test_pmodel_ui_serves_the_runs_through_its_rest_api(tiny_run, flow_store, tm
         assert len(runs) == 10 and "NB a=1 | pixels" in names and "tiny" in names
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=180)  # a loaded machine stops MLflow slowly
     assert proc.returncode == 0
 
 
