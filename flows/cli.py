@@ -53,9 +53,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import time
 
     started = time.perf_counter()
-    from flows.runtime import configure_runtime, start_embedded_prefect
+    from flows.runtime import configure_runtime, reuse_local_server, start_embedded_prefect
 
     configure_runtime()
+    if (reused := reuse_local_server()) is not None:  # before Prefect reads its settings
+        print(f"pmodel run: using the Prefect server already running at {reused} "
+              "(PMODEL_TEMPORARY_PREFECT=1 starts a temporary one instead)", file=sys.stderr)
     from pmodel.config import ConfigError, find_experiment, load_experiment
 
     from flows.experiment import experiments_dir

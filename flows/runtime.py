@@ -27,6 +27,33 @@ def configure_runtime() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+#: Where ``prefect server start`` listens by default.
+LOCAL_SERVER_API = "http://127.0.0.1:4200/api"
+
+
+def reuse_local_server(api: str = LOCAL_SERVER_API, timeout_s: float = 0.5) -> str | None:
+    """Point this process at a Prefect server already running on this machine
+    (``prefect server start``), instead of starting a temporary one: sets
+    ``PREFECT_API_URL`` and returns the URL, or None when no server answers or
+    ``PREFECT_API_URL`` is already set, or ``PMODEL_TEMPORARY_PREFECT=1`` asks for
+    the temporary server. Call before Prefect is imported (its settings are read
+    then)."""
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("PMODEL_TEMPORARY_PREFECT") == "1":
+        return None
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=timeout_s) as response:
+            healthy = response.status == 200 and json.loads(response.read() or b"false") is True
+    except (OSError, ValueError):
+        return None
+    if not healthy:
+        return None
+    os.environ["PREFECT_API_URL"] = api
+    return api
+
+
 def start_embedded_prefect() -> str | None:
     """Start Prefect's temporary server now (serialised across processes) unless
     an API URL is set; returns the API URL in use, or None for a configured one."""

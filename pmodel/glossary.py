@@ -63,6 +63,20 @@ SCORES: dict[str, Score] = {
         "KL(P_data || P_model), computed exactly over every possible example (not from a sample): "
         "0 is a perfect model, infinity when the model gives p = 0 to something P_data can "
         "produce; the ranking score", "nats per example", "lower"),
+    "latent_r2": Score(
+        "mean over the dataset's known factors of latent_r2_<factor>: how much of each factor a "
+        "linear read-out of the model's latent code recovers", "R^2, up to 1", "higher"),
+    "latent_r2_<factor>": Score(
+        "R^2 of a linear regression from the latent code to one known factor (jars: height, "
+        "width; pixels: the five features, one-hot), fitted on the training codes and judged on "
+        "the held-out ones", "R^2, up to 1", "higher"),
+    "latent_mig": Score(
+        "mutual information gap (Chen et al. 2018), mean over factors: the gap between the two "
+        "code dimensions most informative about a factor, divided by the factor's entropy "
+        "(20 equal-width bins per dimension, as disentanglement_lib); 1 is one dimension per factor",
+        "fraction 0..1", "higher"),
+    "latent_mig_<factor>": Score(
+        "the mutual information gap of one known factor", "fraction 0..1", "higher"),
     "kl_to_truth_bound": Score(
         "an UPPER bound on KL(P_data || P_model) for families that give only a lower bound on "
         "log p: the same exact sum with the bound in place of log p (the true KL is at most this)",
@@ -113,6 +127,9 @@ def describe(name: str) -> Score | None:
     (``<score>_is_infinite``, ``time_<phase>_seconds``); None when unknown."""
     if name in SCORES:
         return SCORES[name]
+    for pattern in ("latent_r2_", "latent_mig_"):  # per-factor scores: latent_r2_height, ...
+        if name.startswith(pattern) and name != pattern + "<factor>":
+            return SCORES[pattern + "<factor>"]
     if name.endswith(INFINITE_SUFFIX) and name[: -len(INFINITE_SUFFIX)] in SCORES:
         base = name[: -len(INFINITE_SUFFIX)]
         return Score(f"1 when {base} is infinite (then {base} itself is not logged as a number: "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -112,10 +114,47 @@ def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
             files.append((plots.parameter_table_plot(table, out / "naive-bayes-parameters.png",
                                                      title=f"naive Bayes: {name}"), "pictures"))
     if model.has_encoder:  # the latent space and, for families that decode, a traversal
-        from pmodel.plots_latent import latent_pictures
+        from pmodel.plots.latent import latent_pictures
 
         files.extend((path, "pictures") for path in latent_pictures(model, problem, out, name))
     return files, note
+
+
+def picture_dir() -> Path:
+    """Where drawn pictures are kept between runs: ``<root>/.cache/work/pictures``."""
+    from tasks.steps import work_dir
+
+    return work_dir() / "pictures"
+
+
+def stage_pictures(result: RunResult, problem, model, samples: np.ndarray, stage: Path,
+                   name: str, code_version: str) -> str | None:
+    """Put a child's pictures into ``stage`` in their artifact layout and return the main
+    picture's caption. Drawn once per (samples, run name, code version): a rerun that
+    reuses a cached fit and its samples copies the pictures instead of drawing them again
+    (the land map alone scans the 0.9 GB mask)."""
+    from tasks.steps import cache_key
+
+    key = cache_key("pictures", Path(result.samples_path).name, name, code_version)
+    cached = picture_dir() / key
+    index = cached / "pictures.json"
+    if not index.exists():
+        tmp = picture_dir() / f".{key}.{os.getpid()}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        files, note = _pictures(result, problem, model, samples, tmp, name)
+        layout = [[path.name, folder] for path, folder in files]
+        (tmp / "pictures.json").write_text(json.dumps({"files": layout, "note": note}))
+        try:
+            tmp.rename(cached)
+        except OSError:  # another writer finished first: theirs is the same
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads(index.read_text())
+    for file_name, folder in meta["files"]:
+        target = stage / folder if folder else stage
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached / file_name, target / file_name)
+    return meta["note"]
 
 
 def _value_text(value: float) -> str:
@@ -226,10 +265,11 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
         tags={"dataset": result.dataset, "family": result.family, "label": result.label,
               "kind": ingested.kind, "pmodel.code_version": context["code_version"]})
     try:
-        tracking.log_params(uri, run_id, {"family": result.family, **result.params,
-                                          "seed": context["seed"], "n_samples": context["n_samples"]})
+        params = {"family": result.family, **result.params, "seed": context["seed"],
+                  "n_samples": context["n_samples"]}
         _log_inputs(uri, run_id, result.dataset, ingested)
         if result.error:
+            tracking.log_params(uri, run_id, params)
             tracking.set_tags(uri, run_id, {"error": result.error[:5000], tracking.NOTE_TAG:
                                             child_description(result, name, ingested.kind,
                                                               None, None, None)})
@@ -237,45 +277,39 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
             tracking.end_run(uri, run_id, "FAILED")
             return run_id
         metrics = result.metrics
-        tracking.log_metrics(uri, run_id, metrics,
-                             flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])
         problem = load_problem(result.problem_path)
         model, _ = load_model(result.model_path)
         samples, _ = load_samples(result.samples_path)
-        tracking.log_params(uri, run_id, {"n_train": len(problem.train), "n_heldout": len(problem.heldout),
-                                          "n_parameters_exact": str(model.n_parameters_)[:200]})
-        log_scoring_record(uri, run_id, result, model)
-        schema = {"schema.json": json.dumps(problem.schema.to_dict())} if problem.schema is not None else {}
-        tracking.log_model_folder(uri, run_id, result.model_path, extra=schema)
-        if result.notes:
-            tracking.log_text(uri, run_id, "\n".join(result.notes) + "\n", "notes.txt")
+        params.update(n_train=len(problem.train), n_heldout=len(problem.heldout),
+                      n_parameters_exact=str(model.n_parameters_)[:200])
+        tags = {"log_prob_kind": result.log_prob_kind or model.log_prob_kind,
+                **{f"skipped.{score}": why for score, why in (result.skipped or {}).items()}}
         with tempfile.TemporaryDirectory() as tmp:
-            files, note = _pictures(result, problem, model, samples, Path(tmp), name)
-            for path, folder in files:
-                tracking.log_artifact(uri, run_id, path, folder)
+            # everything the run keeps as files, staged in its artifact layout, logged in one call
+            stage = Path(tmp) / "artifacts"
+            note = stage_pictures(result, problem, model, samples, stage, name, context["code_version"])
+            shutil.copytree(result.model_path, stage / tracking.MODEL_ARTIFACT)
+            if problem.schema is not None:  # so samples can be written with their names
+                (stage / tracking.MODEL_ARTIFACT / "schema.json").write_text(
+                    json.dumps(problem.schema.to_dict()))
+            if result.skipped:
+                (stage / "skipped-scores.txt").write_text(
+                    "".join(f"{score}: skipped, {why}\n" for score, why in result.skipped.items()))
+            if result.notes:
+                (stage / "notes.txt").write_text("\n".join(result.notes) + "\n")
+            tracking.log_artifacts(uri, run_id, stage)
             if problem.kind == "image":
                 _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
-        tracking.set_tags(uri, run_id, {tracking.NOTE_TAG: child_description(
-            result, name, ingested.kind, len(problem.train), len(problem.heldout), note)})
+        tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
+                                                    len(problem.heldout), note)
+        tracking.log_batch(uri, run_id, metrics=metrics, params=params, tags=tags,
+                           history=getattr(model, "history_", None) or {},
+                           flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])
     except BaseException:
         tracking.end_run(uri, run_id, "FAILED")
         raise
     tracking.end_run(uri, run_id, "FINISHED")
     return run_id
-
-
-def log_scoring_record(uri: str, run_id: str, result: RunResult, model) -> None:
-    """What kind of likelihood the model gives, the scores skipped and why (tags and
-    ``skipped-scores.txt``), and the training history as step metrics."""
-    skipped = result.skipped or {}
-    tracking.set_tags(uri, run_id, {"log_prob_kind": result.log_prob_kind,
-                                    **{f"skipped.{name}": why for name, why in skipped.items()}})
-    if skipped:
-        tracking.log_text(uri, run_id, "".join(f"{name}: skipped, {why}\n" for name, why in skipped.items()),
-                          "skipped-scores.txt")
-    for key, values in (getattr(model, "history_", None) or {}).items():
-        for step, value in enumerate(values):
-            tracking.log_metrics(uri, run_id, {key: value}, step=step)
 
 
 def comparison_frame(results: list[RunResult]) -> pd.DataFrame:

@@ -457,13 +457,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def log_params(tracking_uri: str, run_id: str, params: dict[str, Any]) -> None:
     """Log hyperparameters, stringified; values longer than MLflow's limit
     (6000 characters) are cut and end in a note saying so."""
-    from mlflow.entities import Param
-
-    entries = [Param(key, _clip(str(value), _MAX_PARAM_VAL_LENGTH, "param", key))
-               for key, value in params.items()]
-    client = _client(tracking_uri)
-    for chunk in _chunks(entries, _MAX_PARAMS_TAGS_PER_BATCH):
-        client.log_batch(run_id, params=chunk)
+    log_batch(tracking_uri, run_id, params=params)
 
 
 def _non_finite_name(value: float) -> str | None:
@@ -495,9 +489,13 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
     ``flag_infinite`` also get ``<key>_is_infinite`` = 0 when finite, so the
     flag is a column on every run. :func:`read_metric` gives back the exact value.
     """
+    log_batch(tracking_uri, run_id, metrics=metrics, step=step, flag_infinite=flag_infinite)
+
+
+def _metric_entries(metrics: dict[str, float], step: int, flag_infinite, timestamp: int):
+    """MLflow metrics and tags for scores: a non-finite value becomes a tag (and a flag)."""
     from mlflow.entities import Metric, RunTag
 
-    timestamp = _now_ms()
     entries, marks = [], []
     flag_infinite = set(flag_infinite)
     for key, value in metrics.items():
@@ -511,11 +509,37 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
         marks.append(RunTag(METRIC_TAG_PREFIX + key, name))
         if name != "nan":
             entries.append(Metric(key + INFINITE_SUFFIX, 1.0, timestamp, step))
+    return entries, marks
+
+
+def log_batch(tracking_uri: str, run_id: str, *, metrics: dict[str, float] | None = None,
+              params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+              history: dict[str, list[float]] | None = None, step: int = 0,
+              flag_infinite=()) -> None:
+    """Metrics (as :func:`log_metrics` logs them), params, tags and step metrics
+    (``history``: key -> one value per step) in as few store calls as MLflow's
+    batch limits allow (one, for a child run)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    timestamp = _now_ms()
+    m, tag_entries = _metric_entries(metrics or {}, step, flag_infinite, timestamp)
+    for key, values in (history or {}).items():
+        for i, value in enumerate(values):
+            value = float(value)
+            if math.isfinite(value):
+                m.append(Metric(key, value, timestamp, i))
+    p = [Param(key, _clip(str(value), _MAX_PARAM_VAL_LENGTH, "param", key))
+         for key, value in (params or {}).items()]
+    tag_entries += [RunTag(key, _clip(str(value), _MAX_TAG_VAL_LENGTH, "tag", key))
+                    for key, value in (tags or {}).items()]
     client = _client(tracking_uri)
-    for chunk in _chunks(entries, _MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=chunk)
-    for chunk in _chunks(marks, _MAX_PARAMS_TAGS_PER_BATCH):
-        client.log_batch(run_id, tags=chunk)
+    while m or p or tag_entries:
+        # MLflow's limits per call: 1000 metrics, 100 params, 100 tags, 1000 entries in all
+        p_chunk, p = p[:_MAX_PARAMS_TAGS_PER_BATCH], p[_MAX_PARAMS_TAGS_PER_BATCH:]
+        t_chunk, tag_entries = tag_entries[:_MAX_PARAMS_TAGS_PER_BATCH], tag_entries[_MAX_PARAMS_TAGS_PER_BATCH:]
+        room = _MAX_METRICS_PER_BATCH - len(p_chunk) - len(t_chunk)
+        m_chunk, m = m[:room], m[room:]
+        client.log_batch(run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk)
 
 
 def read_metric(run, key: str) -> float:
@@ -546,13 +570,7 @@ def read_metrics(run) -> dict[str, float]:
 
 def set_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Set run tags (values stringified; longer than 8000 characters cut with a note)."""
-    from mlflow.entities import RunTag
-
-    entries = [RunTag(key, _clip(str(value), _MAX_TAG_VAL_LENGTH, "tag", key))
-               for key, value in tags.items()]
-    client = _client(tracking_uri)
-    for chunk in _chunks(entries, _MAX_PARAMS_TAGS_PER_BATCH):
-        client.log_batch(run_id, tags=chunk)
+    log_batch(tracking_uri, run_id, tags=tags)
 
 
 # ---------------------------------------------------------------------------
@@ -567,6 +585,16 @@ def log_artifact(tracking_uri: str, run_id: str, local_path: str | Path,
     if not local_path.exists():
         raise FileNotFoundError(f"no artifact to log at {local_path}")
     _client(tracking_uri).log_artifact(run_id, str(local_path), artifact_path)
+
+
+def log_artifacts(tracking_uri: str, run_id: str, folder: str | Path,
+                  artifact_path: str | None = None) -> None:
+    """Copy the contents of ``folder`` (its files and subfolders, as laid out there)
+    into the run's artifacts, in one call."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no artifact folder to log at {folder}")
+    _client(tracking_uri).log_artifacts(run_id, str(folder), artifact_path)
 
 
 def list_artifacts(tracking_uri: str, run_id: str, path: str | None = None) -> list:

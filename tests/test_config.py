@@ -102,3 +102,38 @@ def test_the_pure_layer_imports_no_orchestration_tracking_or_validation():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_running_local_prefect_server_is_reused_and_said_so(monkeypatch):
+    import http.server
+    import threading
+
+    from flows.runtime import reuse_local_server
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b"true" if self.path == "/api/health" else b"false"
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}/api"
+    try:
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        monkeypatch.delenv("PMODEL_TEMPORARY_PREFECT", raising=False)
+        monkeypatch.setenv("PMODEL_TEMPORARY_PREFECT", "1")
+        assert reuse_local_server(api) is None  # asked for the temporary server
+        monkeypatch.delenv("PMODEL_TEMPORARY_PREFECT")
+        assert reuse_local_server(api) == api
+        import os
+
+        assert os.environ["PREFECT_API_URL"] == api
+        monkeypatch.delenv("PREFECT_API_URL")
+    finally:
+        server.shutdown()
+    assert reuse_local_server(api, timeout_s=0.2) is None  # nobody answers: the temporary server

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pmodel.plots_latent import latent_2d, latent_space_plot, pick_thumbnails, traversal_grid
+from pmodel.plots.latent import latent_2d, latent_space_plot, pick_thumbnails, traversal_grid
 
 
 def test_two_dimensional_codes_are_drawn_as_they_are_and_wider_ones_by_their_principal_components():
