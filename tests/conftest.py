@@ -22,6 +22,8 @@ def _isolated_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PMODEL_CACHE_DIR", os.environ.get("PMODEL_CACHE_DIR", str(REPO / "data" / "cache")))
         mp.setenv("PMODEL_HOME", str(tmp_path_factory.mktemp("pmodel-home")))
+        # hermetic: `pmodel run` in tests never attaches to a Prefect server a developer runs
+        mp.setenv("PMODEL_TEMPORARY_PREFECT", "1")
         yield
 
 
