@@ -21,6 +21,9 @@ register_family("multinomial", "image", "pmodel.families.multinomial:ImageMultin
 register_family("naive_bayes", "categorical", "pmodel.families.naive_bayes:CategoricalNaiveBayes")
 register_family("naive_bayes", "image", "pmodel.families.naive_bayes:ImageNaiveBayes")
 register_family("naive_bayes", "points", "pmodel.families.naive_bayes:PointsNaiveBayes")
+# the deep families of the chapter's taxonomy (torch, imported only when one is used)
+register_family("flow", "points", "pmodel.families.flow:PointsFlow")
+register_family("flow", "image", "pmodel.families.flow:ImageFlow")
 
 __all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
            "kinds_served", "load_model", "register_family", "unregister_family",
