@@ -24,6 +24,9 @@ register_family("naive_bayes", "points", "pmodel.families.naive_bayes:PointsNaiv
 # the deep families of the chapter's taxonomy (torch, imported only when one is used)
 register_family("flow", "points", "pmodel.families.flow:PointsFlow")
 register_family("flow", "image", "pmodel.families.flow:ImageFlow")
+register_family("autoregressive", "points", "pmodel.families.autoregressive:PointsMAF")
+register_family("autoregressive", "categorical", "pmodel.families.autoregressive:CategoricalAutoregressive")
+register_family("autoregressive", "image", "pmodel.families.autoregressive:ImageAutoregressive")
 
 __all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
            "kinds_served", "load_model", "register_family", "unregister_family",
