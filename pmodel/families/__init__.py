@@ -27,6 +27,9 @@ register_family("flow", "image", "pmodel.families.flow:ImageFlow")
 register_family("autoregressive", "points", "pmodel.families.autoregressive:PointsMAF")
 register_family("autoregressive", "categorical", "pmodel.families.autoregressive:CategoricalAutoregressive")
 register_family("autoregressive", "image", "pmodel.families.autoregressive:ImageAutoregressive")
+register_family("vae", "points", "pmodel.families.vae:PointsVAE")
+register_family("vae", "categorical", "pmodel.families.vae:CategoricalVAEFamily")
+register_family("vae", "image", "pmodel.families.vae:ImageVAE")
 
 __all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
            "kinds_served", "load_model", "register_family", "unregister_family",

@@ -61,8 +61,15 @@ class DeepFamily(Family):
     def _init_from_data(self, X: np.ndarray) -> None:
         """After the module is built, before training (e.g. naive Bayes logits)."""
 
+    def _val_loss(self, module, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self._loss(module, batch, g)
+
+    def _on_epoch(self, epoch: int) -> None:
+        """Before each epoch (a schedule)."""
+
     def _train(self, data: torch.Tensor, rng: np.random.Generator) -> _train.Trained:
         return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self), loss=self._loss,
+                            val_loss=self._val_loss, on_epoch=self._on_epoch,
                             desc=f"{self.name} ({self.kind})")
 
     def _after_fit(self, X: np.ndarray, rng: np.random.Generator) -> None:
@@ -138,10 +145,10 @@ class PointsDeep(DeepFamily):
     def _draw_z(self, n: int, g: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def _log_density_r2(self, X: np.ndarray) -> np.ndarray:
+    def _log_density_r2(self, X: np.ndarray, log_prob_z=None) -> np.ndarray:
         """log p(x) per deg^2 on the whole plane: ``log p_z(z) - sum log scale``."""
         Z = self._tensor((X - self.shift_) / self.scale_)
-        return self._in_batches(self._log_prob_z, Z, 8192) - np.log(self.scale_).sum()
+        return self._in_batches(log_prob_z or self._log_prob_z, Z, 8192) - np.log(self.scale_).sum()
 
     def _draw_r2(self, n: int, g: torch.Generator) -> np.ndarray:
         with torch.no_grad():
@@ -165,7 +172,7 @@ class PointsDeep(DeepFamily):
         self.log_mass_ = min(log_mass, 0.0) if self.mass_by == "samples" else log_mass
         self.mass_outside_ = float(1.0 - math.exp(self.log_mass_))
 
-    def log_prob(self, X) -> np.ndarray:
+    def log_prob(self, X, *, log_prob_z=None) -> np.ndarray:
         """log p_R(x) per deg^2: the model's density renormalised to the rectangle;
         -inf outside it."""
         self._check_fitted()
@@ -173,7 +180,7 @@ class PointsDeep(DeepFamily):
         inside = self.domain.in_support(X)
         out = np.full(len(X), -np.inf)
         if inside.any():
-            out[inside] = self._log_density_r2(X[inside]) - self.log_mass_
+            out[inside] = self._log_density_r2(X[inside], log_prob_z) - self.log_mass_
         return out
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:

@@ -78,7 +78,7 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
           loss: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
           step: Callable[[torch.Tensor, torch.Generator], dict[str, float]] | None = None,
           val_loss: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-          desc: str = "fit") -> Trained:
+          on_epoch: Callable[[int], None] | None = None, desc: str = "fit") -> Trained:
     """Train ``module`` on the rows of ``X``; the best weights (by validation loss) are kept.
 
     Parameters
@@ -93,6 +93,7 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
         (the GAN's two optimisers); each name becomes a history curve.
     val_loss : ``(module, X_val, generator) -> scalar`` (default ``loss``); evaluated with a
         generator reseeded identically every epoch, so epochs compare on the same noise.
+    on_epoch : called with the epoch's number before it starts (a schedule, e.g. KL warm-up).
     """
     t0 = time.perf_counter()
     idx_train, idx_val = split(len(X), budget.val_fraction, rng)
@@ -100,7 +101,7 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
     g = _torch.generator(_torch.seed_from(rng))
     val_seed = _torch.seed_from(rng)
     val_loss = val_loss or loss
-    use_val = len(X_val) > 0 and val_loss is not None and budget.patience > 0
+    use_val = len(X_val) > 0 and val_loss is not None
     opt = torch.optim.Adam(module.parameters(), lr=budget.lr) if step is None else None
     out = Trained()
     best, best_state, bad = math.inf, None, 0
@@ -110,6 +111,8 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
     bar = tqdm(total=budget.epochs, desc=desc, file=sys.stderr, disable=None, leave=False, unit="epoch")
     try:
         for epoch in range(budget.epochs):
+            if on_epoch is not None:
+                on_epoch(epoch)
             module.train()
             sums: dict[str, float] = {}
             seen = 0
@@ -154,7 +157,7 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
             if out_of_time:
                 out.stopped_by = "seconds"
                 break
-            if use_val and bad >= budget.patience:
+            if use_val and budget.patience > 0 and bad >= budget.patience:
                 out.stopped_by = "early_stopping"
                 break
     finally:
