@@ -30,6 +30,10 @@ register_family("autoregressive", "image", "pmodel.families.autoregressive:Image
 register_family("vae", "points", "pmodel.families.vae:PointsVAE")
 register_family("vae", "categorical", "pmodel.families.vae:CategoricalVAEFamily")
 register_family("vae", "image", "pmodel.families.vae:ImageVAE")
+register_family("gan", "points", "pmodel.families.gan:PointsGAN")
+register_family("gan", "image", "pmodel.families.gan:ImageGAN")
+register_family("diffusion", "points", "pmodel.families.diffusion:PointsDiffusion")
+register_family("diffusion", "image", "pmodel.families.diffusion:ImageDiffusion")
 
 __all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
            "kinds_served", "load_model", "register_family", "unregister_family",

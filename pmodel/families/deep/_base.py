@@ -188,16 +188,17 @@ class PointsDeep(DeepFamily):
         self._check_fitted()
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng))
+        rate = max(math.exp(self.log_mass_), 1e-3)
         kept, total, tries = [], 0, 0
         while total < n:
-            x = self._draw_r2(max(2 * (n - total), 64), g)
+            x = self._draw_r2(int(1.2 * (n - total) / rate) + 64, g)
             x = x[self.domain.in_support(x)]
             kept.append(x)
             total += len(x)
             tries += 1
-            if tries > 100:
-                raise RuntimeError(f"{self.name}: fewer than 1% of the model's draws fall in the "
-                                   f"domain {self.domain}; cannot sample it")
+            if tries > 50:
+                raise RuntimeError(f"{self.name}: {total} of {n} samples fell in the domain "
+                                   f"{self.domain} after 50 rounds of draws; cannot sample it")
         return np.concatenate(kept)[:n] if n else np.zeros((0, 2))
 
 
