@@ -46,6 +46,26 @@ def _pictures(result: dict, problem, model, samples: np.ndarray, out: Path) -> l
             files.append(out / "naive-bayes-parameters.csv")
             files.append(plots.parameter_table_plot(table, out / "naive-bayes-parameters.png",
                                                     title=f"naive Bayes: {result['label']}"))
+    files.extend(_deep_pictures(result, problem, model, out))
+    return files
+
+
+# -- the deep families' pictures (pmodel.plots_deep): training curves, a diffusion strip --
+def _deep_pictures(result: dict, problem, model, out: Path) -> list[Path]:
+    if not getattr(model, "history_", None):
+        return []
+    from pmodel import plots_deep
+
+    files = [plots_deep.training_curves(model.history_, out / "training-curves.png",
+                                        title=f"{result['dataset']}: {result['label']}")]
+    if hasattr(model, "denoising_steps"):
+        d = problem.domain
+        region = (d.lon_min, d.lon_max, d.lat_min, d.lat_max) if problem.kind == "points" else None
+        chain = model.denoising_steps(6 if problem.kind == "image" else 2000,
+                                      rng=np.random.default_rng([int(result.get("seed", 0)), 11]))
+        files.append(plots_deep.denoising_strip(chain, out / "denoising-steps.png", kind=problem.kind,
+                                                levels=getattr(d, "levels", 256), region=region,
+                                                title=f"{result['label']}: from noise to a sample"))
     return files
 
 

@@ -93,6 +93,7 @@ class _GANFamily:
                             step=adversarial_step(self.module_, self.dtype), desc=f"{self.name} ({self.kind})")
 
     def log_prob(self, X) -> np.ndarray:
+        self._check_fitted()
         raise NotImplementedError(f"{type(self).__name__} is an implicit model: it has no likelihood "
                                   "(log_prob_kind is 'none'); score its samples")
 
@@ -223,7 +224,6 @@ class ImageGAN(_GANFamily, DeepFamily):
         mean = np.clip(X.mean(axis=0) / (self.domain.levels - 1), 0.01, 0.99)
         with torch.no_grad():
             self.module_.G.pixel_bias.copy_(torch.as_tensor(np.log(mean) - np.log1p(-mean)))
-            self.module_.G.net[-1].weight.mul_(0.1)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """G(z) in [0, 1] scaled to the levels and rounded to the nearest one (uint8)."""
