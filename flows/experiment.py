@@ -186,7 +186,8 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
         if score.state.is_completed():
             scored = score.result()
             result.update(metrics=scored["metrics"], notes=scored["notes"], skipped=scored["skipped"],
-                          log_prob_kind=scored["log_prob_kind"], problem_path=split.result(),
+                          log_prob_kind=scored["log_prob_kind"], taxonomy=scored.get("taxonomy", ""),
+                          problem_path=split.result(),
                           model_path=fit.result(), samples_path=sample.result())
         else:
             failed = next(f for f in (split, fit, sample, score) if not f.state.is_completed())

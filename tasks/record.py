@@ -121,6 +121,7 @@ def log_scoring_record(uri: str, run_id: str, result: dict, model) -> None:
     ``skipped-scores.txt``), and the training history as step metrics."""
     skipped = result.get("skipped") or {}
     tracking.set_tags(uri, run_id, {"log_prob_kind": result.get("log_prob_kind", model.log_prob_kind),
+                                    "taxonomy": result.get("taxonomy") or getattr(model, "taxonomy", ""),
                                     **{f"skipped.{name}": why for name, why in skipped.items()}})
     if skipped:
         tracking.log_text(uri, run_id, "".join(f"{name}: skipped, {why}\n" for name, why in skipped.items()),
@@ -137,7 +138,9 @@ def comparison_frame(results: list[dict]) -> pd.DataFrame:
         # "family": the experiment's entry (same on every dataset, so the plot's rows line up);
         # "label": with the kind's own hyperparameters (e.g. a grid's cell size)
         row = {"dataset": r["dataset"], "family": r.get("entry", r["label"]), "label": r["label"],
-               "status": "failed" if r.get("error") else "ok"}
+               "status": "failed" if r.get("error") else "ok",
+               # the chapter's taxonomy and what the likelihood figure is (exact / lower_bound / none)
+               "taxonomy": r.get("taxonomy", ""), "log_prob_kind": r.get("log_prob_kind", "")}
         row.update(r.get("metrics") or {})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -22,7 +22,10 @@ fixed seed: the same numbers every call), ``log_prob_kind = "lower_bound"``;
 
 ``encode`` gives the posterior mean mu(x). ``sample`` draws z ~ N(0, I) and then
 x ~ p(x | z) (every pixel drawn from its softmax: the model's own samples, not
-the decoder's most likely image).
+the decoder's most likely image). On images ``sample_mode="decoder_mode"``
+instead returns the decoder's most likely image for each z, the picture VAEs
+are usually shown with; its samples are then not draws from the model's
+distribution, and the run's label says so.
 
 Failure modes: pixels are independent given z, so a sample is as noisy as the
 decoder is unsure; a decoder that explains the data alone lets the posterior
@@ -286,9 +289,10 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng))
         out = []
+        kw = {"mode": True} if getattr(self, "sample_mode", "draw") == "decoder_mode" else {}
         with _torch.slot(), torch.no_grad():
             for sl in _torch.batches(n, 256):
-                out.append(self.module_.sample(sl.stop - sl.start, g).numpy())
+                out.append(self.module_.sample(sl.stop - sl.start, g, **kw).numpy())
         X = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape), dtype=np.int64)
         if self.kind == "image":
             return X.astype(np.uint8 if self.domain.levels <= 256 else np.int64)
@@ -375,9 +379,12 @@ class ConvVAE(VAE):
     def log_lik(self, x, z):
         return -F.cross_entropy(self.logits(z), x.long(), reduction="none").flatten(1).sum(1)
 
-    def sample(self, n, g):
+    def sample(self, n, g, mode: bool = False):
         z = torch.randn(n, self.latent_dim, generator=g, dtype=self.pixel_bias.dtype)
-        probs = torch.softmax(self.logits(z), 1).permute(0, 2, 3, 1).reshape(-1, self.c.levels)
+        logits = self.logits(z)
+        if mode:  # the decoder's most likely image given z (not a draw from p(x | z))
+            return logits.argmax(1)
+        probs = torch.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, self.c.levels)
         return torch.multinomial(probs, 1, generator=g).view(n, self.c.height, self.c.width)
 
 
@@ -397,7 +404,11 @@ class ImageVAE(_DiscreteVAEFamily):
     assumes = "the pixels are independent given a low-dimensional Gaussian code"
     hyperparameters = {**DeepFamily.hyperparameters, **VAE_HYPERPARAMETERS,
                        "hidden": Hyper(int, 32, ge=1, le=1024, doc="conv channels"),
-                       "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step")}
+                       "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step"),
+                       "sample_mode": Hyper(str, "draw", choices=("draw", "decoder_mode"),
+                                            doc="draw: x ~ p(x | z), the model's own samples; decoder_mode: "
+                                                "the most likely pixel of each softmax given z (the usual VAE "
+                                                "picture; not a sample of the model's distribution)")}
 
     def __init__(self, domain: ImageDomain, **hyperparameters):
         super().__init__(domain, **hyperparameters)
