@@ -130,7 +130,7 @@ class PointsDeep(DeepFamily):
     """Points on the domain's rectangle. Subclasses give ``_log_prob_z`` (exact or a
     bound, on standardised coordinates; None for implicit models) and ``_draw_z``."""
 
-    dtype = torch.float64
+    dtype = torch.float32  # twice as fast as float64; log-densities to ~1e-6 relative
     #: how Z = P(x in rectangle) is found: "quadrature" (exact densities) or "samples"
     mass_by: ClassVar[str] = "quadrature"
 

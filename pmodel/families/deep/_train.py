@@ -152,6 +152,11 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
                     best_state = {k: t.detach().clone() for k, t in module.state_dict().items()}
                 else:
                     bad += 1
+                    # on a plateau, halve the learning rate (every patience // 3 epochs without
+                    # a better validation loss), as Keras's ReduceLROnPlateau
+                    if opt is not None and budget.patience >= 3 and bad % (budget.patience // 3) == 0:
+                        for group in opt.param_groups:
+                            group["lr"] *= 0.5
             bar.update(1)
             bar.set_postfix(postfix)
             if out_of_time:
