@@ -8,6 +8,7 @@ subcommands, so ``pmodel --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def leaderboard(outcome: dict) -> str:
             m = r.get("metrics") or {}
             if r.get("error"):
                 return (2, 0.0, 0.0)
-            return (0 if by_kl else 1, m.get("kl_to_truth", 0.0),
+            # a family without an exact KL (a bound, or none) ranks after those with one
+            return (0 if by_kl else 1, m.get("kl_to_truth", math.inf if by_kl else 0.0),
                     m.get("out_of_support_rate", 1.0), -(m.get("heldout_loglik") or -1e300))
 
         for r in sorted(rows, key=rank):

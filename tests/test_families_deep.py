@@ -284,3 +284,48 @@ def test_loading_a_deep_family_imports_torch_only_then(tmp_path):
         family_class("flow", "points")
     """)
     assert "torch" in mods  # (zuko: when a zuko flow is built)
+
+
+# ---------------------------------------------------------------------------
+# The training loop itself
+# ---------------------------------------------------------------------------
+
+def _toy_loop(**budget):
+    import torch
+
+    from pmodel.families.deep import _train
+
+    w = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.ones_(w.weight)
+    X = torch.ones(50, 1)
+    b = _train.Budget(**{**dict(epochs=20, seconds=1e9, batch_size=10, lr=0.1, patience=2,
+                                val_fraction=0.2), **budget})
+    # training pushes the weight down; the validation loss grows as it does, so epoch 0 is the best
+    out = _train.train(w, X, rng=np.random.default_rng(0), budget=b,
+                       loss=lambda m, x, g: m(x).mean(), val_loss=lambda m, x, g: -m(x).mean())
+    return w, out
+
+
+def test_early_stopping_restores_the_best_weights_and_says_which_budget_stopped():
+    w, out = _toy_loop()
+    assert out.stopped_by == "early_stopping" and out.best_epoch == 0 and out.epochs == 3
+    assert len(out.history["loss"]) == len(out.history["val_loss"]) == 3
+    # the weights are those after epoch 0 (4 steps of lr 0.1 from 1.0), not the last ones
+    assert float(w.weight) == pytest.approx(1.0 - 4 * 0.1, abs=1e-6)
+    assert -out.history["val_loss"][0] == pytest.approx(float(w.weight), abs=1e-6)
+
+
+def test_the_seconds_budget_stops_the_loop_after_the_batch_that_passes_it():
+    _, out = _toy_loop(seconds=1e-9, patience=0)
+    assert out.stopped_by == "seconds" and out.epochs == 1
+
+
+def test_torch_settings_come_from_the_environment(monkeypatch):
+    from pmodel.families.deep import _torch
+
+    monkeypatch.setenv("PMODEL_TORCH_THREADS", "1")
+    monkeypatch.setenv("PMODEL_TORCH_JOBS", "3")
+    assert _torch.n_threads() == 1 and _torch.n_jobs() == 3
+    monkeypatch.setenv("PMODEL_TORCH_THREADS", "zero")
+    with pytest.raises(ValueError, match="PMODEL_TORCH_THREADS"):
+        _torch.n_threads()

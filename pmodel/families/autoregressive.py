@@ -291,7 +291,7 @@ class ImageAutoregressive(DeepFamily):
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng))
         out = []
-        with _torch.slot(), torch.no_grad():
+        with _torch.threads(), torch.no_grad():
             for sl in _torch.batches(n, 500):
                 out.append(self.module_.sample(sl.stop - sl.start, g).numpy())
         X = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape), dtype=np.int64)

@@ -357,7 +357,7 @@ class ImageDiffusion(DeepFamily):
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng))
         out = []
-        with _torch.slot(), torch.no_grad():
+        with _torch.threads(), torch.no_grad():
             for sl in _torch.batches(n, 250):
                 out.append(self.module_.sample(sl.stop - sl.start, g, self.domain.event_shape)[0].numpy())
         x = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))

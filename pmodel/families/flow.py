@@ -148,6 +148,9 @@ class RealNVP(nn.Module):
     def loss(self, x, g):
         """Bits/dim of the dequantisation bound on a batch of integer images (B, H, W)."""
         v = x + torch.rand(x.shape, generator=g, dtype=x.dtype)
+        # bits/dim = -E_u[log p_v(x + u)] / (D ln 2), with log p_v(v) = log p_y(v / L) - D log L:
+        # the density of the [0, 1) rescaling, corrected by log L per dimension (8 bits at L = 256),
+        # is what squash's log|ds/dv| carries
         return -self.log_prob_v(v).mean() / (self.D * math.log(2))
 
     def sample_v(self, n, g):
@@ -222,7 +225,7 @@ class ImageFlow(DeepFamily):
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng))
         out = []
-        with _torch.slot(), torch.no_grad():
+        with _torch.threads(), torch.no_grad():
             for sl in _torch.batches(n, 256):
                 out.append(self.module_.sample_v(sl.stop - sl.start, g).numpy())
         v = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))

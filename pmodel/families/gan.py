@@ -231,7 +231,7 @@ class ImageGAN(_GANFamily, DeepFamily):
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng))
         out = []
-        with _torch.slot(), torch.no_grad():
+        with _torch.threads(), torch.no_grad():
             for sl in _torch.batches(n, 512):
                 z = torch.randn(sl.stop - sl.start, self.latent_dim, generator=g)
                 out.append(self.module_.generate(z).numpy())

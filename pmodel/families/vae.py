@@ -290,7 +290,7 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
         g = _torch.generator(_torch.seed_from(rng))
         out = []
         kw = {"mode": True} if getattr(self, "sample_mode", "draw") == "decoder_mode" else {}
-        with _torch.slot(), torch.no_grad():
+        with _torch.threads(), torch.no_grad():
             for sl in _torch.batches(n, 256):
                 out.append(self.module_.sample(sl.stop - sl.start, g, **kw).numpy())
         X = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape), dtype=np.int64)

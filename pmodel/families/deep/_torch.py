@@ -12,7 +12,7 @@ Determinism is designed in:
 
 Concurrency: torch's thread count is per process, and Prefect's thread runner
 may start every fit at once. :func:`slot` lets at most ``PMODEL_TORCH_JOBS``
-heavy torch sections (fits, sampling) run at the same time in one process
+fits train at the same time in one process
 (default: cores // threads, so 2 on a 2-core machine with 1 thread each); the
 others wait, and their time budgets start when they get a slot.
 """
@@ -76,6 +76,14 @@ def slot():
     with sem:
         configure()
         yield
+
+
+@contextlib.contextmanager
+def threads():
+    """torch configured (thread count, determinism) for work that needs no slot: sampling
+    and scoring run beside the fits, and wait for none of them."""
+    configure()
+    yield
 
 
 def seed_from(rng: np.random.Generator) -> int:
