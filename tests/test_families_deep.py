@@ -329,3 +329,17 @@ def test_torch_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("PMODEL_TORCH_THREADS", "zero")
     with pytest.raises(ValueError, match="PMODEL_TORCH_THREADS"):
         _torch.n_threads()
+
+
+def test_the_taxonomy_experiment_runs_every_family_on_every_dataset_it_serves():
+    from pmodel.config import load_experiment
+    from pmodel.families import family_class, family_names, kinds_served
+
+    config = load_experiment(REPO / "experiments" / "taxonomy.yaml")
+    kinds = {"pixels": "image", "land": "points", "fashion": "categorical"}
+    runs = {(dataset, spec.family) for dataset, spec in config.runs()}
+    for name in family_names():
+        for dataset, kind in kinds.items():
+            if kind in kinds_served(name):
+                assert (dataset, name) in runs, (dataset, name)
+                assert family_class(name, kind).taxonomy
