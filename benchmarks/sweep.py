@@ -41,6 +41,8 @@ mask), before anything is timed.
 from __future__ import annotations
 
 import argparse
+
+from pmodel.records import Outcome
 import math
 import os
 import shutil
@@ -55,9 +57,9 @@ EXPERIMENT = REPO / "experiments" / "sweep.yaml"
 
 def scores(outcome: dict) -> dict:
     """{(dataset, label): {metric: value}} without the timings."""
-    return {(r["dataset"], r["label"]): {k: v for k, v in r.get("metrics", {}).items()
+    return {(r.dataset, r.label): {k: v for k, v in r.metrics.items()
                                          if not k.endswith("_seconds")}
-            for r in outcome["results"]}
+            for r in outcome.results}
 
 
 def same(a: float, b: float) -> bool:
@@ -119,9 +121,9 @@ def run(run_experiment, task_runner, seed: int, store: str, overrides: list[str]
         return_state=True)
     wall = time.perf_counter() - t
     outcome = state.result(raise_on_failure=False)
-    if not isinstance(outcome, dict) or outcome["failures"]:
+    if not isinstance(outcome, Outcome) or outcome.failures:
         raise SystemExit(f"the sweep failed (seed {seed}): "
-                         f"{outcome if not isinstance(outcome, dict) else outcome['failures']}")
+                         f"{outcome if not isinstance(outcome, Outcome) else outcome.failures}")
     return wall, outcome
 
 
@@ -209,7 +211,7 @@ def main() -> None:
             for seed in args.seeds:
                 for name in args.runners:
                     wall, outcome = run(run_experiment, make[name](), seed, store, args.set)
-                    fit = outcome["timings"]["split_fit_sample_score"]
+                    fit = outcome.timings["split_fit_sample_score"]
                     rows.append((seed, name, fit, wall))
                     results[seed, name] = scores(outcome)
                     print(f"{seed:>4}  {name:<13}{fit:>9.1f}s{wall:>8.1f}s", flush=True)

@@ -8,7 +8,6 @@ subcommands, so ``pmodel --help`` is instant.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -41,51 +40,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.success else EXIT_FAILED
 
 
-def _fmt(value) -> str:
-    import math
-
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def leaderboard(outcome: dict) -> str:
     """A short text table per dataset, best first: by KL to the truth where the
-    truth is known, else by out-of-support rate, then held-out log-likelihood."""
-    lines = []
-    by_dataset: dict[str, list[dict]] = {}
-    for r in outcome["results"]:
-        by_dataset.setdefault(r["dataset"], []).append(r)
-    for dataset, rows in by_dataset.items():
-        metrics = [r.get("metrics") or {} for r in rows]
-        extra = next((k for k in ("valid_rate", "on_land_rate") if any(k in m for m in metrics)),
-                     "novelty_rate")
-        by_kl = any("kl_to_truth" in m for m in metrics)
-        lines.append(f"\n{dataset} (best first, by {'KL to the truth' if by_kl else 'held-out fit'})")
-        lines.append(f"  {'family':<38} {'kl_to_truth':>11} {'heldout_loglik':>14} "
-                     f"{'out_of_support':>14} {extra:>13}")
+    truth is known, else by held-out log-likelihood (exact before a bound before
+    none); each likelihood says whether it is exact, a bound or absent."""
+    from pmodel.leaderboard import as_text
 
-        def rank(r):
-            m = r.get("metrics") or {}
-            if r.get("error"):
-                return (2, 0.0, 0.0)
-            # a family without an exact KL (a bound, or none) ranks after those with one
-            return (0 if by_kl else 1, m.get("kl_to_truth", math.inf if by_kl else 0.0),
-                    m.get("out_of_support_rate", 1.0), -(m.get("heldout_loglik") or -1e300))
-
-        for r in sorted(rows, key=rank):
-            m = r.get("metrics") or {}
-            if r.get("error"):
-                lines.append(f"  {r['label']:<38} FAILED: {r['error'].splitlines()[0][:80]}")
-                continue
-            lines.append(f"  {r['label']:<38} {_fmt(m.get('kl_to_truth')):>11} "
-                         f"{_fmt(m.get('heldout_loglik')):>14} {_fmt(m.get('out_of_support_rate')):>14} "
-                         f"{_fmt(m.get(extra)):>13}")
-    lines.append("\n(heldout_loglik: mean nats per example over those with p > 0; out_of_support: "
-                 "share with p = 0)")
-    return "\n".join(lines)
+    return as_text(outcome.results)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -104,8 +65,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from flows.runtime import warm_up
+    from flows.runtime import warm_up, write_problems
 
+    if problems := write_problems(config, args.tracking_uri):  # read-only store or folders
+        print("pmodel run: cannot write where the run must:\n"
+              + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return EXIT_USAGE
     warm_up({getattr(ds, "builtin", None) for ds in config.datasets.values()})
 
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -136,42 +101,65 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     outcome = state.result(raise_on_failure=False)
-    if not isinstance(outcome, dict):  # the flow itself crashed: the exception
+    from pmodel.records import Outcome
+
+    if not isinstance(outcome, Outcome):  # the flow itself crashed: the exception
         print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
         return EXIT_FAILED
     print(leaderboard(outcome))
-    timings = outcome.get("timings", {})
+    timings = outcome.timings
     total = time.perf_counter() - started
     phases = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
     print(f"\ntime: {total:.1f} s in all; in the flow: {phases}; the rest "
           f"({total - sum(timings.values()):.1f} s) is starting Prefect, imports and shutdown")
-    uri = outcome["tracking_uri"]
-    print(f"\nMLflow: experiment {outcome['experiment']!r}, parent run {outcome['parent_run_id']}")
+    uri = outcome.tracking_uri
+    print(f"\nMLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
     print(f"  store: {uri}")
-    print(f"  look:  pmodel ui   then open "
-          f"{tracking.run_url(uri, outcome['experiment_id'], outcome['parent_run_id'])}")
-    if outcome["failures"]:
-        print(f"\n{len(outcome['failures'])} part(s) failed:", file=sys.stderr)
-        for name, message in outcome["failures"].items():
+    print("  look:  pmodel ui   then open")
+    print(f"    the runs:       "
+          f"{tracking.experiment_url(uri, outcome.experiment_id, view=tracking.RUNS_VIEW)}")
+    print(f"    this run:       "
+          f"{tracking.run_url(uri, outcome.experiment_id, outcome.parent_run_id)}")
+    if outcome.failures:
+        print(f"\n{len(outcome.failures)} part(s) failed:", file=sys.stderr)
+        for name, message in outcome.failures.items():
             print(f"--- {name}\n{message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    import os
+    import time
 
+    started = time.perf_counter()
     from flows.runtime import configure_runtime
 
     configure_runtime()
+    from flows import ui
     from tasks import tracking
 
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    if tracking._is_server(uri):
+        print(f"pmodel ui: {uri} is a tracking server: open it in a browser", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # before preparing the store: a taken port is the commonest mistake
+        ui.check_port_free(tracking.UI_HOST, args.port)
+    except ui.PortTaken as exc:
+        print(f"pmodel ui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     tracking.prepare_store(uri)
-    cmd = tracking.ui_command(uri, port=args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    # become the server: a signal to this process reaches it (no orphaned server)
-    os.execv(cmd[0], cmd)
+    links = tracking.ui_links(uri, args.port)
+    print(f"pmodel ui: starting the MLflow UI for {uri} ...", flush=True)
+
+    def ready(seconds: float) -> None:
+        print(f"MLflow UI ready on {tracking.ui_base_url(uri, args.port)} "
+              f"({time.perf_counter() - started:.1f} s after `pmodel ui` started, "
+              f"{seconds:.1f} s for the server); Ctrl-C stops it", flush=True)
+        for name, url in links:
+            print(f"  {name}: {url}", flush=True)
+
+    return ui.serve(tracking.ui_command(uri, port=args.port), tracking.UI_HOST, args.port,
+                    on_ready=ready, say=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

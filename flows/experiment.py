@@ -13,18 +13,21 @@ child run per (dataset, family). The flow ends Failed when any branch failed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.states import Failed
 
 from pmodel import paths
-from pmodel.config import BuiltinDataset, find_experiment, load_experiment
+from pmodel.config import find_experiment, load_experiment
 from pmodel.datasets.build import ensure_built
+from pmodel.records import Ingested, Outcome, RunResult
 from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
-from tasks import tracking
+from tasks import recovery, tracking
 from tasks.record import log_child_run, log_parent_summary
 from tasks.steps import (cache_key, fit_family, ingest_dataset, must_recompute, sample_family,
                          score_family, split_dataset, validate_dataset)
@@ -68,7 +71,7 @@ def _error_text(future) -> str:
 @flow(name="run-experiment", flow_run_name="{experiment}", log_prints=True,
       task_runner=env_task_runner())
 def run_experiment(experiment: str, overrides: list[str] | None = None,
-                   tracking_uri: str | None = None, refresh: bool = False) -> dict:
+                   tracking_uri: str | None = None, refresh: bool = False) -> Outcome:
     """Run an experiment (a name in experiments/ or a YAML path); return the outcome.
 
     The outcome: experiment and parent run ids, one result per (dataset,
@@ -77,29 +80,42 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     logger = get_run_logger()
     config_path = find_experiment(experiment, experiments_dir())
     config = load_experiment(config_path, overrides or [])
-    t0 = time.perf_counter()
+    clock = _Clock()
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.prepare_store(uri)
+    recovery.fail_dead_runs(uri, log=logger.warning)  # runs left RUNNING by a dead process
     experiment_id = tracking.get_or_create_experiment(uri, config.name)
     parent = tracking.start_run(uri, experiment_id, config.name,
                                 tags={"pmodel.config": str(config_path),
-                                      "pmodel.code_version": code_version()})
+                                      "pmodel.code_version": code_version(), **recovery.owner_tags()})
     tracking.log_params(uri, parent, {"experiment": config.name, "seed": config.seed,
                                       "n_samples": config.n_samples, "n_train": config.build.n_train,
                                       "n_heldout": config.build.n_heldout,
                                       "overrides": " ".join(overrides or []) or "-"})
-    outcome = {"experiment": config.name, "experiment_id": experiment_id, "parent_run_id": parent,
-               "tracking_uri": uri, "results": [], "failures": {}, "fit_states": {},
-               "timings": {"prepare_tracking": time.perf_counter() - t0}}
+    clock.lap("prepare_tracking")
     try:
-        _run(config, uri, experiment_id, parent, outcome, refresh, logger)
+        builtin_dirs = build_builtins(config, logger)
+        clock.lap("build_data")
+        ingested, reports, failures = ingest_and_validate(config, builtin_dirs, logger)
+        clock.lap("ingest_validate")
+        branches = fit_sample_score(config, ingested, refresh)
+        clock.lap("split_fit_sample_score")
+        results, fit_states = log_children(uri, experiment_id, parent, config, ingested, branches,
+                                           failures, logger)
+        clock.lap("log_children")
+        log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), list(results),
+                           sorted(set(reports)), failures, ingested)
+        clock.lap("log_summary")
+        tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in clock.timings.items()})
     except BaseException as exc:
         tracking.set_tags(uri, parent, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracking.end_run(uri, parent, "FAILED")
         raise
-    if outcome["failures"]:
+    outcome = Outcome(config.name, experiment_id, parent, uri, results, failures, fit_states,
+                      clock.timings)
+    if failures:
         tracking.end_run(uri, parent, "FAILED")
-        return Failed(message="; ".join(f"{k}: {v.splitlines()[0]}" for k, v in outcome["failures"].items()),
+        return Failed(message="; ".join(f"{k}: {v.splitlines()[0]}" for k, v in failures.items()),
                       data=outcome)
     tracking.end_run(uri, parent, "FINISHED")
     return outcome
@@ -108,8 +124,9 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
 class _Clock:
     """Wall time of the flow's phases (logged on the parent run as time_*_seconds)."""
 
-    def __init__(self, timings: dict):
-        self.timings, self.t = timings, time.perf_counter()
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self.t = time.perf_counter()
 
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
@@ -117,55 +134,85 @@ class _Clock:
         self.t = now
 
 
-def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
-    clock = _Clock(outcome["timings"])
-    context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
-    builtin_dir = None
-    builtins = sorted({ds.builtin for ds in config.datasets.values() if isinstance(ds, BuiltinDataset)})
-    if builtins:
-        builtin_dir = str(ensure_built(config.build_config(), builtins, progress=True, log=logger.info))
-    clock.lap("build_data")
+# ---------------------------------------------------------------------------
+# The steps, in the chapter's order
+# ---------------------------------------------------------------------------
 
-    # ingest and validate, one branch per dataset
+def build_builtins(config, logger) -> dict[str, str]:
+    """The folder of each built-in dataset the experiment uses (datasets may set their
+    own sizes, so there is one folder per build), built when missing."""
+    builtin_dirs: dict[str, str] = {}
+    for build_config, builtins, names in config.builtin_builds():
+        folder = str(ensure_built(build_config, builtins, progress=True, log=logger.info))
+        builtin_dirs.update(dict.fromkeys(names, folder))
+    return builtin_dirs
+
+
+def ingest_and_validate(config, builtin_dirs: dict[str, str], logger
+                        ) -> tuple[dict[str, Ingested], list[str], dict[str, str]]:
+    """Ingest and validate every dataset, one branch each: the valid datasets, every
+    validation report (failed ones too), and the failures by dataset with the failing
+    step's own message (file, rows or images, rules)."""
     report_dir = str(paths.reports_dir() / "validation")
-    ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False), builtin_dir)
+    ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False),
+                                          builtin_dirs.get(name))
               for name, ds in config.datasets.items()}
     validated = {name: validate_dataset.submit(fut, report_dir) for name, fut in ingest.items()}
     wait(list(validated.values()))
-    reports, ingested = [], {}
+    reports: list[str] = []
+    ingested: dict[str, Ingested] = {}
+    failures: dict[str, str] = {}
     for name, fut in validated.items():
         if fut.state.is_completed():
             reports.extend(fut.result())
             ingested[name] = ingest[name].result()
             continue
-        # the failing step's own message: which file, rows or images, and rules
         failed = ingest[name] if not ingest[name].state.is_completed() else fut
         exc = failed.result(raise_on_failure=False)
         if getattr(exc, "report_path", None):
             reports.append(str(exc.report_path))  # the failed validation's report is kept too
-        outcome["failures"][name] = _error_text(failed)
-        logger.error(f"dataset {name!r} failed and is skipped:\n{outcome['failures'][name]}")
+        failures[name] = _error_text(failed)
+        logger.error(f"dataset {name!r} failed and is skipped:\n{failures[name]}")
+    return ingested, reports, failures
 
-    clock.lap("ingest_validate")
+
+@dataclass(frozen=True)
+class _Branch:
+    """The futures of one (dataset, family entry): split -> fit -> sample -> score."""
+
+    dataset: str
+    spec: Any
+    label: str
+    params: dict
+    split: Any
+    fit: Any
+    sample: Any
+    score: Any
+
+
+def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> list[_Branch]:
+    """Split every valid dataset, then fit, sample and score every (dataset, family)
+    concurrently on the task runner; wait for all. Each step caches on a key of its
+    inputs (data digest, seed, hyperparameters, code versions)."""
+    version = code_version()
+
     def options(step: str, key: str) -> dict:
         # recompute on --refresh, and whenever the step's output file is missing or corrupt
         return {"refresh_cache": True} if refresh or must_recompute(step, key) else {}
 
-    split_keys = {name: cache_key("split", ing["digest"], config.seed, context["code_version"],
-                                  dataset_version(ing["builtin"])) for name, ing in ingested.items()}
+    split_keys = {name: cache_key("split", ing.digest, config.seed, version, dataset_version(ing.builtin))
+                  for name, ing in ingested.items()}
     splits = {name: split_dataset.with_options(**options("split", split_keys[name])).submit(
         ing, config.seed, key=split_keys[name]) for name, ing in ingested.items()}
-
-    # fit -> sample -> score for every (dataset, family), concurrently
     branches = []
     for dataset, spec in config.runs():
         if dataset not in ingested:
             continue
-        kind = ingested[dataset]["kind"]
+        kind = ingested[dataset].kind
         params = spec.params_for(kind)
         label = spec.display(kind)
-        fit_key = cache_key("fit", ingested[dataset]["digest"], config.seed, spec.family, params,
-                            context["code_version"], family_version(spec.family, kind))
+        fit_key = cache_key("fit", ingested[dataset].digest, config.seed, spec.family, params,
+                            version, family_version(spec.family, kind))
         sample_key = cache_key("sample", fit_key, config.n_samples, config.seed)
         score_key = cache_key("score", sample_key)
         fit = fit_family.with_options(**options("fit", fit_key)).submit(
@@ -174,31 +221,34 @@ def _run(config, uri, experiment_id, parent, outcome, refresh, logger) -> None:
             fit, dataset, label, config.n_samples, config.seed, key=sample_key)
         score = score_family.with_options(**({"refresh_cache": True} if refresh else {})).submit(
             splits[dataset], fit, sample, dataset, label, key=score_key)
-        branches.append((dataset, spec, label, params, splits[dataset], fit, sample, score))
-    wait([b[-1] for b in branches])
-    clock.lap("split_fit_sample_score")
+        branches.append(_Branch(dataset, spec, label, params, splits[dataset], fit, sample, score))
+    wait([b.score for b in branches])
+    return branches
 
-    # log, in this thread: MLflow writes stay serial within the process
-    for dataset, spec, label, params, split, fit, sample, score in branches:
-        result = {"dataset": dataset, "family": spec.family, "label": label, "params": params,
-                  "entry": spec.entry_label()}
-        outcome["fit_states"][f"{dataset}/{label}"] = fit.state.name
-        if score.state.is_completed():
-            scored = score.result()
-            result.update(metrics=scored["metrics"], notes=scored["notes"], skipped=scored["skipped"],
-                          log_prob_kind=scored["log_prob_kind"], taxonomy=scored.get("taxonomy", ""),
-                          problem_path=split.result(),
-                          model_path=fit.result(), samples_path=sample.result())
+
+def log_children(uri: str, experiment_id: str, parent: str, config, ingested: dict[str, Ingested],
+                 branches: list[_Branch], failures: dict[str, str], logger
+                 ) -> tuple[tuple[RunResult, ...], dict[str, str]]:
+    """A child run per branch, in this thread (MLflow writes stay serial within the
+    process); failed branches are recorded FAILED with their error and added to
+    ``failures``. Returns the results and each fit's final state."""
+    context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
+    results, fit_states = [], {}
+    for b in branches:
+        result = RunResult(b.dataset, b.spec.family, b.label, b.spec.entry_label(), b.params)
+        fit_states[f"{b.dataset}/{b.label}"] = b.fit.state.name
+        if b.score.state.is_completed():
+            scored = b.score.result()
+            result = result.with_(metrics=scored["metrics"], notes=tuple(scored["notes"]),
+                                  skipped=scored["skipped"], log_prob_kind=scored["log_prob_kind"],
+                                  taxonomy=scored.get("taxonomy"),
+                                  problem_path=b.split.result(), model_path=b.fit.result(),
+                                  samples_path=b.sample.result())
         else:
-            failed = next(f for f in (split, fit, sample, score) if not f.state.is_completed())
-            result["error"] = _error_text(failed)
-            outcome["failures"][f"{dataset}/{label}"] = result["error"]
-            logger.error(f"{dataset} / {label} failed: {result['error']}")
-        result["run_id"] = log_child_run(uri, experiment_id, parent, result, ingested[dataset], context)
-        outcome["results"].append({k: v for k, v in result.items()
-                                   if k not in ("problem_path", "model_path", "samples_path")})
-    clock.lap("log_children")
-    log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), outcome["results"],
-                       sorted(set(reports)), outcome["failures"])
-    clock.lap("log_summary")
-    tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in outcome["timings"].items()})
+            failed = next(f for f in (b.split, b.fit, b.sample, b.score) if not f.state.is_completed())
+            result = result.with_(error=_error_text(failed))
+            failures[f"{b.dataset}/{b.label}"] = result.error
+            logger.error(f"{b.dataset} / {b.label} failed: {result.error}")
+        run_id = log_child_run(uri, experiment_id, parent, result, ingested[b.dataset], context)
+        results.append(result.with_(run_id=run_id))
+    return tuple(results), fit_states

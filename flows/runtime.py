@@ -3,7 +3,8 @@
 Without ``PREFECT_API_URL`` Prefect starts a temporary server per process on
 the SQLite database in ``PREFECT_HOME``. Several ``pmodel run`` processes
 starting at once on a fresh database race on its migrations and time out,
-so the embedded server is started under a file lock, one process at a time.
+so the embedded server is started under a file lock, one process at a time,
+and a watchdog ends it when this process dies without cleaning up (kill -9).
 """
 
 from __future__ import annotations
@@ -41,7 +42,20 @@ def start_embedded_prefect() -> str | None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         server = SubprocessASGIServer()  # the per-process singleton the flow's client will use
         server.start(timeout=EMBEDDED_STARTUP_TIMEOUT_S)
+    _guard_once(server.server_process)
     return server.api_url
+
+
+_guarded: set[int] = set()
+
+
+def _guard_once(process) -> None:
+    """The server dies with this process, kill -9 included (flows/watchdog.py)."""
+    from flows import watchdog
+
+    if process is not None and process.pid not in _guarded:
+        _guarded.add(process.pid)
+        watchdog.guard(process.pid)
 
 
 def warm_up(dataset_kinds: set[str]) -> "threading.Thread":
@@ -67,3 +81,26 @@ def warm_up(dataset_kinds: set[str]) -> "threading.Thread":
     thread.start()
     return thread
 
+
+
+def write_problems(config, tracking_uri: str | None) -> list[str]:
+    """The places a run must write and cannot, each with its path (checked before
+    Prefect starts): the MLflow store, the work folder ``.cache/``, the reports
+    folder, and ``data/`` only when the built-in datasets must still be built
+    (built data is only read)."""
+    from pmodel.datasets.build import built_dir
+    from tasks import tracking
+
+    problems = tracking.store_write_problems(tracking.resolve_tracking_uri(tracking_uri))
+    root = paths.project_root()
+    for folder, what in ((root / ".cache", "the work folder (Prefect results, models, samples)"),
+                         (paths.reports_dir(), "the reports folder")):
+        blocked = paths.unwritable(folder)
+        if blocked is not None:
+            problems.append(f"{what} {folder} is not writable ({blocked} is read-only for this user)")
+    if any(built_dir(build, builtins) is None for build, builtins, _ in config.builtin_builds()):
+        blocked = paths.unwritable(paths.data_dir() / "builds")
+        if blocked is not None:
+            problems.append(f"the data folder {paths.data_dir()} is not writable ({blocked} is "
+                            "read-only for this user) and the built-in datasets must be built there")
+    return problems

@@ -128,8 +128,7 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
             summary["unchanged"].append(path.name)
             continue
         kind = stale[0][2]
-        ingested = {"builtin": None, "kind": kind, "files": {"train": str(path)}}
-        report = validate(validation_kind(ingested), path, report_dir=paths.reports_dir() / "validation")
+        report = validate(validation_kind(kind), path, report_dir=paths.reports_dir() / "validation")
         if not report.success:
             summary["invalid"].append({"file": path.name, "report": str(report.report_path),
                                        "message": report.summary()})

@@ -62,7 +62,12 @@ class BuildSpec(_Strict):
 
 
 class BuiltinDataset(_Strict):
+    """A built-in dataset; ``n_train`` / ``n_heldout`` override the experiment's ``build``
+    sizes for this dataset alone (so ``fashion50`` and ``fashion5000`` can sit side by side)."""
+
     builtin: str
+    n_train: Annotated[int, Field(ge=1)] | None = None
+    n_heldout: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("builtin")
     @classmethod
@@ -209,8 +214,24 @@ class ExperimentConfig(_Strict):
                 if ds.kind in kinds_served(spec.family)
                 and (spec.datasets is None or name in spec.datasets)]
 
-    def build_config(self) -> BuildConfig:
-        return BuildConfig(seed=self.seed, n_train=self.build.n_train, n_heldout=self.build.n_heldout)
+    def build_config(self, dataset: str | None = None) -> BuildConfig:
+        """How the built-in data is made: the experiment's sizes, or a dataset's own."""
+        ds = self.datasets.get(dataset) if dataset is not None else None
+        n_train = ds.n_train if isinstance(ds, BuiltinDataset) and ds.n_train else self.build.n_train
+        n_heldout = ds.n_heldout if isinstance(ds, BuiltinDataset) and ds.n_heldout else self.build.n_heldout
+        return BuildConfig(seed=self.seed, n_train=n_train, n_heldout=n_heldout)
+
+    def builtin_builds(self) -> list[tuple[BuildConfig, list[str], list[str]]]:
+        """The built-in datasets grouped by how they are built:
+        ``(build config, registry names to build, experiment dataset names)``, in file order."""
+        groups: dict[BuildConfig, tuple[list[str], list[str]]] = {}
+        for name, ds in self.datasets.items():
+            if isinstance(ds, BuiltinDataset):
+                builtins, names = groups.setdefault(self.build_config(name), ([], []))
+                if ds.builtin not in builtins:
+                    builtins.append(ds.builtin)
+                names.append(name)
+        return [(bc, sorted(b), n) for bc, (b, n) in groups.items()]
 
 
 # ---------------------------------------------------------------------------

@@ -54,3 +54,18 @@ def atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def unwritable(path: Path) -> Path | None:
+    """What stops this process from writing ``path`` (a file or folder, existing
+    or to be made): the path itself, or its nearest existing folder when it is
+    to be created; None when writing would work. Checked with ``os.access``
+    (so for this process's user; root passes, as it does in fact)."""
+    path = Path(path)
+    if path.exists():
+        need = os.W_OK | (os.X_OK if path.is_dir() else 0)
+        return None if os.access(path, need) else path
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return None if os.access(parent, os.W_OK | os.X_OK) else parent

@@ -83,7 +83,8 @@ def _save(fig: Figure, path: Path, metadata: dict | None = None) -> Path:
 # Image grid
 # ---------------------------------------------------------------------------
 
-def image_grid(images, path, *, n_cols: int = 10, scale: int = 3, title: str | None = None) -> Path:
+def image_grid(images, path, *, n_cols: int = 10, scale: int = 3, title: str | None = None,
+               caption: str | None = None) -> Path:
     """Write up to 100 grayscale images as one PNG grid.
 
     Each image is upscaled ``scale`` times by pixel repetition (nearest
@@ -103,6 +104,8 @@ def image_grid(images, path, *, n_cols: int = 10, scale: int = 3, title: str | N
     scale : int, default 3
     title : str, optional
         Drawn in a strip above the grid.
+    caption : str, optional
+        One line drawn in a strip below the grid (wrapped to the grid's width).
 
     Returns
     -------
@@ -146,8 +149,30 @@ def image_grid(images, path, *, n_cols: int = 10, scale: int = 3, title: str | N
             wide.paste(img, (0, 0))
             img = wide
         ImageDraw.Draw(img).text((4, 4), title, fill=0, font=font)
+    if caption:
+        img = _with_caption(img, caption)
     img.save(path, optimize=True)
     return path
+
+
+def _with_caption(img: Image.Image, caption: str) -> Image.Image:
+    """``img`` with ``caption`` below it, wrapped to the image's width."""
+    font = _title_font()
+    draw = ImageDraw.Draw(img)
+    lines, line = [], ""
+    for word in caption.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > img.width - 8:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    lines.append(line)
+    out = Image.new("L", (img.width, img.height + 4 + GRID_TITLE_HEIGHT * len(lines)), 255)
+    out.paste(img, (0, 0))
+    for k, text in enumerate(lines):
+        ImageDraw.Draw(out).text((4, img.height + 4 + k * GRID_TITLE_HEIGHT), text, fill=0, font=font)
+    return out
 
 
 def _title_font():
@@ -454,8 +479,12 @@ def land_map(truth: LandData, samples, path, *, train=None, box=None, title: str
                 continue
             # a small dot on the point and the letter beside it, so a small box stays visible
             ax.plot(*p, marker="o", ms=6, mfc="white", mec="black", mew=1.3, zorder=7)
-            ax.annotate(name, p, xytext=(9, 9), textcoords="offset points", fontsize=11,
-                        fontweight="bold", ha="left", va="bottom", zorder=9,
+            # near the top or right edge the letter goes below / left, never onto the title
+            top = p[1] > reg.lat_max - 0.12 * height
+            right = p[0] > reg.lon_max - 0.06 * width
+            ax.annotate(name, p, xytext=(-9 if right else 9, -9 if top else 9),
+                        textcoords="offset points", fontsize=11, fontweight="bold",
+                        ha="right" if right else "left", va="top" if top else "bottom", zorder=9,
                         bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="black", lw=0.8))
             handles.append(Line2D([], [], ls="", marker=f"${name}$", ms=8, color="black",
                                   label=f"{found} ({p[0]:.2f}, {p[1]:.2f})"))
@@ -551,7 +580,7 @@ def parameter_table_plot(table: pd.DataFrame, path, *, title: str | None = None)
 # Rows as a table
 # ---------------------------------------------------------------------------
 
-def rows_table(df: pd.DataFrame, path) -> Path:
+def rows_table(df: pd.DataFrame, path, *, caption: str | None = None, highlight=None) -> Path:
     """Write rows as markdown (``.md``), CSV (``.csv``) or a PNG picture of a table (``.png``).
 
     CSV keeps every value exactly (``pd.read_csv`` gives the frame back);
@@ -563,6 +592,10 @@ def rows_table(df: pd.DataFrame, path) -> Path:
     df : DataFrame
     path : str or Path
         Its suffix picks the format.
+    caption : str, optional
+        PNG only: a line above the table (default: the row count).
+    highlight : sequence of bool, optional
+        PNG only: rows to shade (e.g. copies of training rows).
 
     Returns
     -------
@@ -603,10 +636,12 @@ def rows_table(df: pd.DataFrame, path) -> Path:
         if r == 0:
             cell.set_facecolor("#e8e8e8")
             cell.get_text().set_fontweight("bold")
-    caption = f"{len(df)} rows"
+        elif highlight is not None and r - 1 < len(highlight) and highlight[r - 1]:
+            cell.set_facecolor("#fde0c5")
+    head = f"{len(df)} rows"
     if len(df) > len(shown):
-        caption += f" (first {len(shown)} shown)"
-    fig.suptitle(caption, fontsize=9, y=1 - 0.07 / fig_h, va="top")
+        head += f" (first {len(shown)} shown)"
+    fig.suptitle(caption or head, fontsize=9, y=1 - 0.07 / fig_h, va="top")
     return _save(fig, path)
 
 
@@ -644,19 +679,19 @@ def comparison_panels(df: pd.DataFrame, metrics) -> dict:
         A family with several rows for a dataset gets one bar per row,
         labelled ``"family #k"``.
     """
-    for col in ("dataset", "family"):
+    for col in ("dataset", "entry"):
         if col not in df.columns:
             raise ValueError(f"comparison_plot needs a {col!r} column, got columns {list(df.columns)}")
     metrics = list(metrics)
     if not metrics or len(df) == 0:
         raise ValueError("comparison_plot needs at least one metric and one row")
-    families = list(dict.fromkeys(df["family"]))
+    families = list(dict.fromkeys(df["entry"]))
     out = {}
     for ds in dict.fromkeys(df["dataset"]):
         sub = df[df["dataset"] == ds]
         bars = []  # (label, row or None)
         for fam in families:
-            rows = sub[sub["family"] == fam]
+            rows = sub[sub["entry"] == fam]
             if len(rows) == 0:
                 bars.append((str(fam), None))
             for k, (_, row) in enumerate(rows.iterrows()):

@@ -33,6 +33,11 @@ class Problem:
     schema : CategoricalSchema for categorical data (names of features and values)
     builtin : the registry name of a built-in dataset, else None
     notes : what loading decided for the user (a seeded split, inferred categories)
+    factors : {"train": (n_train, n_factors), "heldout": (n_heldout, n_factors)} float64, the
+        latent factors of every example when the dataset knows them (jars: height, width;
+        pixels: the five fashion features as codes), else None
+    factor_names : the factors' names, in column order
+    factor_categorical : per factor, True when its values are category codes
     """
 
     name: str
@@ -43,6 +48,9 @@ class Problem:
     schema: CategoricalSchema | None = None
     builtin: str | None = None
     notes: tuple[str, ...] = ()
+    factors: dict[str, np.ndarray] | None = None
+    factor_names: tuple[str, ...] = ()
+    factor_categorical: tuple[bool, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -67,7 +75,9 @@ def load_builtin(name: str, data_dir: Path | None = None, *, with_truth: bool = 
     loaded = get_dataset(name).call("load", builtin_files(name, data_dir))
     truth = truth_of(name) if with_truth else None
     return Problem(name, loaded.domain, loaded.train, loaded.heldout, truth,
-                   schema=loaded.schema, builtin=name)
+                   schema=loaded.schema, builtin=name, factors=loaded.factors,
+                   factor_names=tuple(loaded.factor_names),
+                   factor_categorical=tuple(loaded.factor_categorical))
 
 
 # ---------------------------------------------------------------------------
@@ -85,10 +95,7 @@ def load_user(name: str, kind: str, train: Path, heldout: Path | None = None, *,
             schema_obj = CategoricalSchema.from_yaml(schema)
         else:
             # categories from every file given, so held-out values are not "unknown"
-            import pandas as pd
-
-            frames = [fashion.read_csv(p) for p in (train, heldout) if p is not None]
-            schema_obj = CategoricalSchema.infer(pd.concat(frames, ignore_index=True))
+            schema_obj = user.infer_schema(*(p for p in (train, heldout) if p is not None))
             notes.append(f"{name}: no schema given; categories inferred from the data")
         X = user.load_categorical_csv(train, schema_obj)
         Xh = user.load_categorical_csv(heldout, schema_obj) if heldout is not None else None
@@ -129,9 +136,12 @@ def save_problem(problem: Problem, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"name": problem.name, "domain": {"kind": problem.kind, **asdict(problem.domain)},
             "builtin": problem.builtin, "notes": list(problem.notes),
-            "schema": problem.schema.to_dict() if problem.schema is not None else None}
+            "schema": problem.schema.to_dict() if problem.schema is not None else None,
+            "factor_names": list(problem.factor_names),
+            "factor_categorical": list(problem.factor_categorical)}
+    factors = {f"factors_{split}": a for split, a in (problem.factors or {}).items()}
     paths.atomic_write(path, lambda f: np.savez(
-        f, train=problem.train, heldout=problem.heldout,
+        f, train=problem.train, heldout=problem.heldout, **factors,
         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)))
     return path
 
@@ -146,6 +156,8 @@ def load_problem(path: Path) -> Problem:
         with np.load(path, allow_pickle=False) as arrays:
             train, heldout = arrays["train"], arrays["heldout"]
             meta = json.loads(arrays["meta"].tobytes().decode())
+            factors = {k.removeprefix("factors_"): arrays[k] for k in arrays.files
+                       if k.startswith("factors_")} or None
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -154,4 +166,6 @@ def load_problem(path: Path) -> Problem:
     schema = CategoricalSchema.from_dict(meta["schema"]) if meta["schema"] else None
     truth = truth_of(meta["builtin"]) if meta["builtin"] else None
     return Problem(meta["name"], domain, train, heldout, truth, schema=schema,
-                   builtin=meta["builtin"], notes=tuple(meta["notes"]))
+                   builtin=meta["builtin"], notes=tuple(meta["notes"]), factors=factors,
+                   factor_names=tuple(meta.get("factor_names", ())),
+                   factor_categorical=tuple(meta.get("factor_categorical", ())))

@@ -16,8 +16,11 @@ KL(P_data || P_model) = E_{P_data}[log p_data(x) - log p_model(x)] needs the
 model's exact log-probability. Given only a lower bound on log p_model, the same
 sum is an upper bound on the KL, and is recorded as such (``kl_to_truth_bound``).
 
-``factor_names`` leaves room for truths that know each example's latent factors
-(a jar's height and width; an avatar's five features).
+``factor_names`` names the latent factors a truth's examples are drawn from
+(a jar's height and width). The factors of the training and held-out
+examples themselves travel with the problem (``Problem.factors``, read from the
+dataset's files: jars' factors CSV, pixels' labels), which is what the latent
+scores read.
 """
 
 from __future__ import annotations
@@ -82,10 +85,14 @@ class RenderTruth(Truth):
     ----------
     images : ndarray (m, h, w) uint8, distinct
     probs : ndarray (m,), sums to 1
+    factor_names : names of the latent factors each render is drawn from (jars: height, width)
+    factors : ndarray (m, n_factors) or None, the factors of each render
     """
 
     images: np.ndarray
     probs: np.ndarray
+    factor_names: tuple[str, ...] = ()
+    factors: np.ndarray | None = None
     name: ClassVar[str] = "renders"
 
     def entropy(self) -> float:

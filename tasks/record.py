@@ -7,6 +7,7 @@ run ids.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import tempfile
@@ -17,98 +18,264 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pmodel.records import Ingested, RunResult
 from tasks import tracking
 
 
-def _pictures(result: dict, problem, model, samples: np.ndarray, out: Path) -> list[Path]:
-    """The pictures of one child run (written into ``out``)."""
+#: Scores that can be infinite: their ``<name>_is_infinite`` flag is logged on every run.
+MAY_BE_INFINITE = ("heldout_loglik", "heldout_bits_per_dim", "heldout_loglik_bound", "kl_to_truth_bound",
+                   "heldout_bits_per_dim_bound", "kl_to_truth", "n_parameters")
+
+#: The main picture of every child run, at the artifact root under one name,
+#: so MLflow's compare view shows the children of a dataset side by side.
+MAIN_PICTURE = "samples.png"
+
+
+def run_name(result: RunResult) -> str:
+    """The child run's name, the part that differs first: ``"NB a=1 | pixels"``."""
+    from pmodel.glossary import short_run_name
+
+    entry = result.entry or result.label
+    head, *rest = entry.split()
+    if head != result.family or not all("=" in t for t in rest):
+        return short_run_name(result.family, result.params, result.dataset,
+                              label=result.label)
+    shared = [t.split("=", 1)[0] for t in rest]
+    return short_run_name(result.family, result.params, result.dataset, shared=shared)
+
+
+def training_copies(samples: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """(n,) bool: whether each sample equals some training example exactly."""
+    flat = lambda a: np.ascontiguousarray(a.reshape(len(a), -1))  # noqa: E731
+    seen = {row.tobytes() for row in flat(train)}
+    return np.array([row.tobytes() in seen for row in flat(samples)], dtype=bool)
+
+
+def caption(result: RunResult, problem, samples: np.ndarray) -> str | None:
+    """One line under a picture whose lesson is not obvious; None when it is."""
+    family, alpha = result.family, result.params.get("alpha")
+    n = len(problem.train)
+    if problem.kind == "image":
+        levels = problem.domain.levels
+        if family == "naive_bayes" and alpha:
+            share = alpha * levels / (n + alpha * levels)
+            return (f"alpha={alpha:g} adds {alpha * levels:g} pseudo-counts per pixel against {n} "
+                    f"images: {share:.0%} of each pixel's probability is spread evenly over the "
+                    f"{levels} grey levels. Smoothing, more than independence, makes this static.")
+        if family == "naive_bayes":
+            return ("Each pixel is drawn on its own from its training histogram (independence): "
+                    "the parts of the face do not agree.")
+        if family == "multinomial" and alpha:
+            # seen cells hold (N + alpha m) / (N + alpha K) of the mass, K = levels^pixels
+            m = len({row.tobytes() for row in problem.train.reshape(n, -1)})
+            log10_share = (math.log10(n + alpha * m) - math.log10(alpha)
+                           - problem.domain.n_features * math.log10(levels))
+            return (f"alpha={alpha:g} over {levels}^{problem.domain.n_features} possible images: "
+                    f"the {n} training images keep about 10^{log10_share:.0f} of the probability, "
+                    "so every sample is uniform noise.")
+        if family == "multinomial":
+            return "alpha=0 (maximum likelihood): every sample is a copy of a training image."
+        if family == "box":
+            return "Each pixel uniform over its training range, independently of the others."
+    return None
+
+
+def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
+              name: str) -> tuple[list[tuple[Path, str | None]], str | None]:
+    """The pictures of one child run (written into ``out``) with their artifact
+    folders (None: the root), and the main picture's caption."""
     from pmodel import plots
 
-    kind, files = problem.kind, []
+    kind, files, note = problem.kind, [], caption(result, problem, samples)
     if kind == "image":
-        files.append(plots.image_grid(samples[:50], out / "samples-grid.png", n_cols=10,
-                                      title=f"{result['label']}: 50 samples"))
-        files.append(plots.image_grid(problem.train[:50], out / "train-grid.png", n_cols=10,
-                                      title="training images"))
+        files.append((plots.image_grid(samples[:50], out / MAIN_PICTURE, n_cols=10,
+                                       title=f"{name}: 50 samples", caption=note), None))
     elif kind == "points" and problem.truth is not None:
         box = getattr(model, "box_", None)
-        files.append(plots.land_map(problem.truth.land, samples[:5000], out / "land-map.png",
-                                    train=problem.train, box=box,
-                                    title=f"{result['dataset']}: {result['label']}"))
+        files.append((plots.land_map(problem.truth.land, samples[:5000], out / MAIN_PICTURE,
+                                     train=problem.train, box=box, title=name), None))
     if kind == "categorical" and problem.schema is not None:
         rows = problem.schema.from_codes(samples[:10])
-        files.append(plots.rows_table(rows, out / "samples-10-rows.csv"))
-        files.append(plots.rows_table(rows, out / "samples-10-rows.md"))
-        files.append(plots.rows_table(rows, out / "samples-10-rows.png"))
-        if result["family"] == "naive_bayes":
+        copied = training_copies(samples[:10], problem.train)
+        rows["copy of a training row"] = np.where(copied, "COPY", "new")
+        note = (f"{int(copied.sum())} of these 10 rows are copies of training rows "
+                f"(novelty_rate over all {len(samples)} samples: "
+                f"{result.metrics.get('novelty_rate', float('nan')):.1%}).")
+        files.append((plots.rows_table(rows, out / MAIN_PICTURE, caption=f"{name}: {note}",
+                                       highlight=copied), None))
+        files.append((plots.rows_table(rows, out / "samples-10-rows.csv"), "pictures"))
+        files.append((plots.rows_table(rows, out / "samples-10-rows.md"), "pictures"))
+        if result.family == "naive_bayes":
             table = model.parameter_table(problem.schema)
             table.to_csv(out / "naive-bayes-parameters.csv", index=False)
-            files.append(out / "naive-bayes-parameters.csv")
-            files.append(plots.parameter_table_plot(table, out / "naive-bayes-parameters.png",
-                                                    title=f"naive Bayes: {result['label']}"))
-    files.extend(_deep_pictures(result, problem, model, out))
-    return files
+            files.append((out / "naive-bayes-parameters.csv", "pictures"))
+            files.append((plots.parameter_table_plot(table, out / "naive-bayes-parameters.png",
+                                                     title=f"naive Bayes: {name}"), "pictures"))
+    if model.has_encoder:  # the latent space and, for families that decode, a traversal
+        from pmodel.plots_latent import latent_pictures
+
+        files.extend((path, "pictures") for path in latent_pictures(model, problem, out, name))
+    files.extend((path, "pictures") for path in _deep_pictures(problem, model, out, name))
+    return files, note
 
 
 # -- the deep families' pictures (pmodel.plots_deep): training curves, a diffusion strip --
-def _deep_pictures(result: dict, problem, model, out: Path) -> list[Path]:
+def _deep_pictures(problem, model, out: Path, name: str) -> list[Path]:
     if not getattr(model, "history_", None):
         return []
     from pmodel import plots_deep
 
-    files = [plots_deep.training_curves(model.history_, out / "training-curves.png",
-                                        title=f"{result['dataset']}: {result['label']}")]
+    files = [plots_deep.training_curves(model.history_, out / "training-curves.png", title=name)]
     if hasattr(model, "denoising_steps"):
         d = problem.domain
         region = (d.lon_min, d.lon_max, d.lat_min, d.lat_max) if problem.kind == "points" else None
         chain = model.denoising_steps(6 if problem.kind == "image" else 2000,
-                                      rng=np.random.default_rng([int(result.get("seed", 0)), 11]))
+                                      rng=np.random.default_rng([0, 11]))
         files.append(plots_deep.denoising_strip(chain, out / "denoising-steps.png", kind=problem.kind,
                                                 levels=getattr(d, "levels", 256), region=region,
-                                                title=f"{result['label']}: from noise to a sample"))
+                                                title=f"{name}: from noise to a sample"))
     return files
 
 
+def _value_text(value: float) -> str:
+    from pmodel.leaderboard import fmt
+
+    return fmt(float(value))
+
+
+def child_description(result: RunResult, name: str, kind: str, n_train: int | None,
+                      n_heldout: int | None, picture_note: str | None) -> str:
+    """The child run's Markdown description: what the family assumes, what its
+    pictures show, its scores with exact values and what each means."""
+    from pmodel.glossary import FAMILY_ASSUMES, PICTURE_SHOWS, describe
+    from pmodel.leaderboard import loglik_kind
+
+    family = result.family
+    sizes = f", {n_train} training and {n_heldout} held-out examples" if n_train is not None else ""
+    lines = [f"**{name}**: family `{family}` "
+             f"({', '.join(f'{k}={v}' for k, v in result.params.items()) or 'no hyperparameters'})"
+             f" on dataset `{result.dataset}` ({kind} data{sizes}).", ""]
+    if family in FAMILY_ASSUMES:
+        lines += [f"**Assumes**: {FAMILY_ASSUMES[family]}.", ""]
+    if kind in PICTURE_SHOWS:
+        lines += [f"**Pictures**: {PICTURE_SHOWS[kind]}."
+                  + (f" {picture_note}" if picture_note else ""), ""]
+    if result.error:
+        lines += [f"**Failed**: `{result.error.splitlines()[0][:300]}` (full text: `error.txt`)."]
+        return "\n".join(lines)
+    metrics = result.metrics or {}
+    ll_kind = loglik_kind(result)
+    lines += [f"**Likelihood**: {ll_kind.replace('_', ' ')}"
+              + {"exact": " (`heldout_loglik` is the model's exact log-likelihood).",
+                 "lower_bound": " (`heldout_loglik_bound` is a lower bound; no exact value).",
+                 "none": " (this family gives no likelihood: sample scores only)."}.get(ll_kind, "."),
+              "", "**Scores** (exact values; an infinite one is left out of MLflow's metric "
+              "columns, flagged by `<name>_is_infinite` = 1, so sorting puts it last):", "",
+              "| score | value | better | meaning |", "|---|---|---|---|"]
+    for key, value in metrics.items():
+        entry = describe(key)
+        meaning = entry.meaning.split(";")[0] if entry else ""
+        better = (entry.better if entry else "") or "-"
+        lines.append(f"| `{key}` | {_value_text(value)} | {better} | {meaning.replace('|', '/')} |")
+    if result.notes:
+        lines += ["", "**Skipped or noted**:", ""] + [f"- {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def _csv_columns(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def dataset_shape(kind: str, path: str | Path) -> tuple[int | None, dict | None]:
+    """Rows (or images) and MLflow schema of a dataset file or folder."""
+    path = Path(path)
+    if path.is_dir():
+        pngs = sorted(path.glob("*.png"))
+        if not pngs:
+            return 0, None
+        from PIL import Image
+
+        with Image.open(pngs[0]) as img:
+            width, height = img.size
+        return len(pngs), tracking.tensor_schema("uint8", [-1, height, width])
+    if path.suffix.lower() != ".csv":
+        return None, None
+    with open(path, "rb") as f:
+        n_lines = sum(1 for line in f if line.strip())
+    columns = _csv_columns(path)
+    types = "double" if kind == "points" else "string"
+    return max(n_lines - 1, 0), tracking.columns_schema({c: types for c in columns})
+
+
+def _log_inputs(uri: str, run_id: str, dataset: str, ingested: Ingested) -> None:
+    for role, digest in ingested.digests.items():
+        n_rows, schema = dataset_shape(ingested.kind, ingested.files[role])
+        tracking.log_dataset_input(uri, run_id, name=f"{dataset}-{role}", digest=digest,
+                                   source=ingested.files[role], n_rows=n_rows, schema=schema,
+                                   context="training" if role == "train" else "evaluation"
+                                   if role == "heldout" else role)
+
+
+def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem, out: Path) -> None:
+    """The training images of an image dataset, once, on the parent run."""
+    from pmodel import plots
+
+    name = f"training-images-{dataset}.png"
+    if any(a.path == name for a in tracking.list_artifacts(uri, parent_run_id)):
+        return
+    tracking.log_artifact(uri, parent_run_id, plots.image_grid(
+        problem.train[:50], out / name, n_cols=10,
+        title=f"{dataset}: the first {min(50, len(problem.train))} of {len(problem.train)} "
+        "training images"))
+
+
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
-      task_run_name="log-{result[dataset]}-{result[label]}")
-def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict,
-                  ingested: dict, context: dict) -> str:
-    """One child run: tags, hyperparameters, scores, data digests, pictures."""
+      task_run_name="log-{result.dataset}-{result.label}")
+def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunResult,
+                  ingested: Ingested, context: dict) -> str:
+    """One child run: name, description, tags, hyperparameters, scores, data
+    digests, pictures."""
     from tasks.steps import load_model, load_samples
     from pmodel.problems import load_problem
 
+    name = run_name(result)
     run_id = tracking.start_run(
-        uri, experiment_id, f"{result['dataset']} / {result['label']}",
-        parent_run_id=parent_run_id,
-        tags={"dataset": result["dataset"], "family": result["family"], "label": result["label"],
-              "kind": ingested["kind"], "pmodel.code_version": context["code_version"]})
+        uri, experiment_id, name, parent_run_id=parent_run_id,
+        tags={"dataset": result.dataset, "family": result.family, "label": result.label,
+              "kind": ingested.kind, "pmodel.code_version": context["code_version"]})
     try:
-        tracking.log_params(uri, run_id, {"family": result["family"], **result["params"],
+        tracking.log_params(uri, run_id, {"family": result.family, **result.params,
                                           "seed": context["seed"], "n_samples": context["n_samples"]})
-        for role, digest in ingested["digests"].items():
-            tracking.log_dataset_input(uri, run_id, name=f"{result['dataset']}-{role}", digest=digest,
-                                       source=ingested["files"][role],
-                                       context="training" if role == "train" else "evaluation"
-                                       if role == "heldout" else role)
-        if result.get("error"):
-            tracking.set_tags(uri, run_id, {"error": result["error"][:5000]})
-            tracking.log_text(uri, run_id, result["error"], "error.txt")
+        _log_inputs(uri, run_id, result.dataset, ingested)
+        if result.error:
+            tracking.set_tags(uri, run_id, {"error": result.error[:5000], tracking.NOTE_TAG:
+                                            child_description(result, name, ingested.kind,
+                                                              None, None, None)})
+            tracking.log_text(uri, run_id, result.error, "error.txt")
             tracking.end_run(uri, run_id, "FAILED")
             return run_id
-        tracking.log_metrics(uri, run_id, result["metrics"])
-        problem = load_problem(result["problem_path"])
-        model, _ = load_model(result["model_path"])
-        samples, _ = load_samples(result["samples_path"])
+        metrics = result.metrics
+        tracking.log_metrics(uri, run_id, metrics,
+                             flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])
+        problem = load_problem(result.problem_path)
+        model, _ = load_model(result.model_path)
+        samples, _ = load_samples(result.samples_path)
         tracking.log_params(uri, run_id, {"n_train": len(problem.train), "n_heldout": len(problem.heldout),
                                           "n_parameters_exact": str(model.n_parameters_)[:200]})
         log_scoring_record(uri, run_id, result, model)
         schema = {"schema.json": json.dumps(problem.schema.to_dict())} if problem.schema is not None else {}
-        tracking.log_model_folder(uri, run_id, result["model_path"], extra=schema)
-        if result.get("notes"):
-            tracking.log_text(uri, run_id, "\n".join(result["notes"]) + "\n", "notes.txt")
+        tracking.log_model_folder(uri, run_id, result.model_path, extra=schema)
+        if result.notes:
+            tracking.log_text(uri, run_id, "\n".join(result.notes) + "\n", "notes.txt")
         with tempfile.TemporaryDirectory() as tmp:
-            for path in _pictures(result, problem, model, samples, Path(tmp)):
-                tracking.log_artifact(uri, run_id, path, "pictures")
+            files, note = _pictures(result, problem, model, samples, Path(tmp), name)
+            for path, folder in files:
+                tracking.log_artifact(uri, run_id, path, folder)
+            if problem.kind == "image":
+                _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
+        tracking.set_tags(uri, run_id, {tracking.NOTE_TAG: child_description(
+            result, name, ingested.kind, len(problem.train), len(problem.heldout), note)})
     except BaseException:
         tracking.end_run(uri, run_id, "FAILED")
         raise
@@ -116,12 +283,12 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: dict
     return run_id
 
 
-def log_scoring_record(uri: str, run_id: str, result: dict, model) -> None:
+def log_scoring_record(uri: str, run_id: str, result: RunResult, model) -> None:
     """What kind of likelihood the model gives, the scores skipped and why (tags and
     ``skipped-scores.txt``), and the training history as step metrics."""
-    skipped = result.get("skipped") or {}
-    tracking.set_tags(uri, run_id, {"log_prob_kind": result.get("log_prob_kind", model.log_prob_kind),
-                                    "taxonomy": result.get("taxonomy") or getattr(model, "taxonomy", ""),
+    skipped = result.skipped or {}
+    tracking.set_tags(uri, run_id, {"log_prob_kind": result.log_prob_kind,
+                                    "taxonomy": result.taxonomy or getattr(model, "taxonomy", ""),
                                     **{f"skipped.{name}": why for name, why in skipped.items()}})
     if skipped:
         tracking.log_text(uri, run_id, "".join(f"{name}: skipped, {why}\n" for name, why in skipped.items()),
@@ -131,50 +298,123 @@ def log_scoring_record(uri: str, run_id: str, result: dict, model) -> None:
             tracking.log_metrics(uri, run_id, {key: value}, step=step)
 
 
-def comparison_frame(results: list[dict]) -> pd.DataFrame:
+def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
     """One row per (dataset, family): the leaderboard."""
     rows = []
     for r in results:
-        # "family": the experiment's entry (same on every dataset, so the plot's rows line up);
-        # "label": with the kind's own hyperparameters (e.g. a grid's cell size)
-        row = {"dataset": r["dataset"], "family": r.get("entry", r["label"]), "label": r["label"],
-               "status": "failed" if r.get("error") else "ok",
+        # "entry": the experiment's family entry (same on every dataset, so the plot's rows
+        # line up); "label": with the kind's own hyperparameters (e.g. a grid's cell size)
+        row = {"dataset": r.dataset, "family": r.family, "entry": r.entry, "label": r.label,
+               "status": "failed" if r.error else "ok",
                # the chapter's taxonomy and what the likelihood figure is (exact / lower_bound / none)
-               "taxonomy": r.get("taxonomy", ""), "log_prob_kind": r.get("log_prob_kind", "")}
-        row.update(r.get("metrics") or {})
+               "taxonomy": r.taxonomy or "", "log_prob_kind": r.log_prob_kind or ""}
+        row.update(r.metrics or {})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
+                       limit: int = 8000) -> str:
+    """The parent run's Markdown description: the experiment file's
+    description, the leaderboard ranked by KL, and the glossary of the scores
+    it shows (all of it when it fits in ``limit`` characters)."""
+    from pmodel.glossary import glossary_markdown
+    from pmodel.leaderboard import as_markdown
+
+    names = {(r.dataset, r.label): run_name(r) for r in results}
+    head = [f"## {config['name']}", "", (config.get("description") or "").strip(), "",
+            "Each child run is one model family fitted to one dataset. To find the best model of a "
+            "dataset, sort the runs by `kl_to_truth` (ascending) or by `heldout_loglik` "
+            "(descending); a model that gives some held-out example probability 0 has "
+            "`heldout_loglik` = -inf and sorts last. The compare view shows the children's "
+            f"`{MAIN_PICTURE}` side by side.", "", "### Leaderboard", "",
+            as_markdown(results, names), ""]
+    if failures:
+        head += ["### Failed", ""] + [f"- `{k}`: {v.splitlines()[0][:200]}" for k, v in failures.items()] + [""]
+    seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
+    text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(seen)])
+    if len(text) > limit:
+        text = "\n".join(head + ["### What the scores mean", "",
+                                 "See `glossary.md` in this run's artifacts, and the experiment's "
+                                 "description."])
+    return text
+
+
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="log-summary")
-def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list[dict],
-                       reports: list[str], failures: dict[str, str]) -> None:
-    """On the parent run: config, validation reports, comparison table and plot, failures."""
+def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list[RunResult],
+                       reports: list[str], failures: dict[str, str],
+                       ingested: Ingested | None = None) -> None:
+    """On the parent run: description, config, validation reports, dataset
+    inputs, the comparison table (one logged table, not a metric per child)
+    and plot, failures; and the experiment's description."""
     from pmodel import plots
+    from pmodel.glossary import glossary_markdown
 
     tracking.log_dict(uri, parent_run_id, config, "config.yaml")
     for report in reports:
         if Path(report).exists():
             tracking.log_artifact(uri, parent_run_id, report, "validation")
+    for dataset, ing in (ingested or {}).items():
+        _log_inputs(uri, parent_run_id, dataset, ing)
     frame = comparison_frame(results)
+    if len(frame):
+        frame.insert(0, "run", [run_name(r) for r in results])
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "comparison.csv"
         frame.to_csv(table, index=False)
         tracking.log_artifact(uri, parent_run_id, table)
         if len(frame):
+            tracking.log_table(uri, parent_run_id, frame, "comparison.json")
             ok = frame[frame["status"] == "ok"]
             if len(ok):
                 tracking.log_artifact(uri, parent_run_id, plots.comparison_plot(
                     ok, Path(tmp) / "comparison.png",
-                    metrics=("heldout_loglik", "out_of_support_rate", "kl_to_truth"),
-                    title=f"{config['name']}: held-out log-likelihood, out-of-support rate, KL"))
+                    metrics=("kl_to_truth", "heldout_loglik", "out_of_support_rate"),
+                    title=f"{config['name']}: KL to the truth, held-out log-likelihood "
+                    "(over all held-out examples), out-of-support rate"))
+    tracking.log_text(uri, parent_run_id, glossary_markdown() + "\n", "glossary.md")
     if failures:
         tracking.log_text(uri, parent_run_id,
                           "\n\n".join(f"{k}:\n{v}" for k, v in failures.items()) + "\n", "failures.txt")
         tracking.set_tags(uri, parent_run_id, {"failed": ", ".join(sorted(failures))[:5000]})
-    finite = {f"{r['dataset']}.{r['label'].replace(' ', '_').replace('=', '')}.heldout_loglik":
-              r["metrics"]["heldout_loglik"] for r in results
-              if not r.get("error") and not math.isnan(r["metrics"].get("heldout_loglik", math.nan))}
+    description = parent_description(config, results, failures)
+    tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
+    experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
+    tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
+        config, results, failures, parent_run_id)})
+    _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": len(results),
-                                              "n_failed": sum(1 for r in results if r.get("error")),
-                                              **finite})
+                                              "n_failed": sum(1 for r in results if r.error)})
+
+
+#: The runs table's columns, in this order of preference, when some run has them.
+VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "heldout_loglik", "heldout_loglik_bound",
+                "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim",
+                "on_land_rate", "valid_rate", "novelty_rate")
+
+
+def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> None:
+    """The view the printed links open: children grouped by dataset, best first
+    (by KL where the truth is known, else by held-out log-likelihood)."""
+    present = {k for r in results for k in (r.metrics or {})}
+    present |= {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
+    sort_by = next((k for k in ("kl_to_truth", "heldout_loglik", "heldout_loglik_bound")
+                    if k in present), None)
+    if sort_by is None:
+        return
+    params = sorted({k for r in results for k in r.params})
+    tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by == "kl_to_truth",
+                           group_by_tag="dataset", metrics=[m for m in VIEW_METRICS if m in present],
+                           params=params)
+
+
+def experiment_description(config: dict, results: list[RunResult], failures: dict[str, str],
+                           parent_run_id: str) -> str:
+    """The experiment's description: the parent's, with the latest run named
+    and the whole glossary."""
+    from pmodel.glossary import glossary_markdown
+
+    text = parent_description(config, results, failures, limit=10**9)
+    text = text.replace("### Leaderboard", f"### Leaderboard of the latest run (`{parent_run_id}`)", 1)
+    cut = text.index("### What the scores mean")
+    return text[:cut] + "### What the scores mean\n\n" + glossary_markdown()

@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from pmodel import paths
 from pmodel.datasets.digest import path_digest
 from pmodel.paths import atomic_write
+from pmodel.records import Ingested
 
 _logger = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ def _atomic_text(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="ingest-{name}")
-def ingest_dataset(name: str, spec: dict, builtin_dir: str | None) -> dict:
-    """Locate a dataset's files and digest them: {kind, builtin, files, digests, digest}."""
+def ingest_dataset(name: str, spec: dict, builtin_dir: str | None) -> Ingested:
+    """Locate a dataset's files and digest them."""
     if "builtin" in spec:
         from pmodel.datasets.registry import get_dataset
         from pmodel.problems import builtin_files
@@ -125,34 +126,42 @@ def ingest_dataset(name: str, spec: dict, builtin_dir: str | None) -> dict:
         if not p.exists():
             raise FileNotFoundError(f"dataset {name!r}: {role} file {p} does not exist")
     digests = {role: path_digest(p) for role, p in files.items()}
-    return {"name": name, "kind": kind, "builtin": b, "spec": spec,
-            "files": {k: str(v) for k, v in files.items()}, "digests": digests,
-            "digest": cache_key(sorted(digests.items()))}
+    return Ingested(name=name, kind=kind, builtin=b, spec=spec,
+                    files={k: str(v) for k, v in files.items()}, digests=digests,
+                    digest=cache_key(sorted(digests.items())))
 
 
-def validation_kind(ingested: dict) -> str:
-    """The ``pmodel validate`` KIND for a dataset's files."""
-    if ingested["builtin"]:
-        return ingested["builtin"]
-    if ingested["kind"] == "categorical":
-        return ingested["files"].get("schema_file", "categorical")
-    return {"image": "images", "points": "land"}[ingested["kind"]]
+def validation_kind(kind: str, builtin: str | None = None, schema_file: str | None = None) -> str:
+    """The ``pmodel validate`` KIND for a dataset's files: a built-in dataset's name, a
+    user's schema file, or the rules of the data kind."""
+    if builtin:
+        return builtin
+    if kind == "categorical":
+        return schema_file or "categorical"
+    return {"image": "images", "points": "land"}[kind]
 
 
-@task(retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="validate-{ingested[name]}")
-def validate_dataset(ingested: dict, report_dir: str) -> list[str]:
-    """Great Expectations on every file of a dataset; raises DataValidationError naming
-    file, rows or images and rules. Returns the JSON report paths."""
-    from tasks.validation import validate
+@task(retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="validate-{ingested.name}")
+def validate_dataset(ingested: Ingested, report_dir: str) -> list[str]:
+    """Great Expectations on every file of a dataset, then on held-out against train;
+    raises DataValidationError naming file, rows or images and rules. Returns the
+    JSON report paths."""
+    from tasks.validation import validate, validate_heldout_against_train
 
+    kind = validation_kind(ingested.kind, ingested.builtin, ingested.files.get("schema_file"))
+    files = ingested.files
     reports, failed = [], []
     for role in ("train", "heldout"):
-        if role not in ingested["files"]:
+        if role not in files:
             continue
-        report = validate(validation_kind(ingested), ingested["files"][role], report_dir=report_dir)
+        report = validate(kind, files[role], report_dir=report_dir)
         reports.append(str(report.report_path))
         if not report.success:
             failed.append(report)
+    if not failed and "heldout" in files and (report := validate_heldout_against_train(
+            kind, files["train"], files["heldout"], report_dir=report_dir)):
+        reports.append(str(report.report_path))
+        failed += [] if report.success else [report]
     if failed:
         for report in failed[1:]:
             failed[0].notes.append(f"also invalid: {report.path} (report: {report.report_path})")
@@ -160,17 +169,17 @@ def validate_dataset(ingested: dict, report_dir: str) -> list[str]:
     return reports
 
 
-@task(retries=2, retry_delay_seconds=1, task_run_name="split-{ingested[name]}", **_CACHED)
-def split_dataset(ingested: dict, seed: int, key: str) -> str:
+@task(retries=2, retry_delay_seconds=1, task_run_name="split-{ingested.name}", **_CACHED)
+def split_dataset(ingested: Ingested, seed: int, key: str) -> str:
     """Load the files into train / held-out arrays; write them as one problem file."""
     from pmodel.problems import load_builtin, load_user, save_problem
 
-    if ingested["builtin"]:
-        problem = load_builtin(ingested["builtin"], Path(ingested["files"]["train"]).parent,
+    if ingested.builtin:
+        problem = load_builtin(ingested.builtin, Path(ingested.files["train"]).parent,
                                with_truth=False)
     else:
-        spec, files = ingested["spec"], ingested["files"]
-        problem = load_user(ingested["name"], ingested["kind"], Path(files["train"]),
+        spec, files = ingested.spec, ingested.files
+        problem = load_user(ingested.name, ingested.kind, Path(files["train"]),
                             Path(files["heldout"]) if "heldout" in files else None,
                             schema=Path(files["schema_file"]) if "schema_file" in files else None,
                             heldout_fraction=spec.get("heldout_fraction", 0.2), seed=seed)

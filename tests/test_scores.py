@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 
 import numpy as np
@@ -293,18 +294,27 @@ def test_land_coverage_of_truth_samples_is_about_one_and_of_one_spot_is_small(la
 # ---------------------------------------------------------------------------
 
 def prdc_dense(real, fake, k):
-    """The definitions, on full distance matrices (closed balls)."""
+    """The authors' compute_prdc (clovaai/generative-evaluation-prdc, prdc/prdc.py),
+    transcribed on full distance matrices: open balls (``<``), radius the
+    (k+1)-th smallest distance with the point itself counted. Distances are
+    exact (scipy's cdist) where the authors call sklearn's pairwise_distances,
+    whose |x|^2 - 2x.y + |y|^2 can move an exact tie by an ulp."""
     real = real.reshape(len(real), -1).astype(np.float64)
     fake = fake.reshape(len(fake), -1).astype(np.float64)
-    r_real = np.sort(cdist(real, real), axis=1)[:, k]  # column 0 is the point itself
-    r_fake = np.sort(cdist(fake, fake), axis=1)[:, k]
+
+    def kth_value(unsorted, kk):  # the authors' get_kth_value
+        indices = np.argpartition(unsorted, kk, axis=-1)[..., :kk]
+        return np.take_along_axis(unsorted, indices, axis=-1).max(axis=-1)
+
+    r_real = kth_value(cdist(real, real), k + 1)
+    r_fake = kth_value(cdist(fake, fake), k + 1)
     d = cdist(real, fake)  # (N, M)
-    in_real_ball = d <= r_real[:, None]
+    in_real_ball = d < np.expand_dims(r_real, axis=1)
     return {
         "precision": in_real_ball.any(axis=0).mean(),
-        "recall": (d <= r_fake[None, :]).any(axis=1).mean(),
-        "density": in_real_ball.sum(axis=0).mean() / k,
-        "coverage": (d.min(axis=1) <= r_real).mean(),
+        "recall": (d < np.expand_dims(r_fake, axis=0)).any(axis=1).mean(),
+        "density": (1.0 / float(k)) * in_real_ball.sum(axis=0).mean(),
+        "coverage": (d.min(axis=1) < r_real).mean(),
     }
 
 
@@ -342,6 +352,51 @@ def test_prdc_of_identical_sets_is_perfect():
     X = np.random.default_rng(0).normal(size=(300, 3))
     got = scores.prdc(X, X.copy(), k=5)
     assert got["precision"] == got["recall"] == got["coverage"] == 1.0
+    # each point's ball holds itself and its k-1 nearer neighbours, not the k-th
+    # (open balls, as the authors' code); closed balls gave (k+1)/k = 1.2
+    assert got["density"] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["same", "duplicated", "rounded", "images"])
+def test_prdc_on_tied_data_matches_the_authors_figures(kind):
+    rng = np.random.default_rng(5)
+    if kind == "same":  # prdc(X, X) on a grid: every distance is tied many times
+        real = rng.integers(0, 6, size=(150, 2))
+        fake = real.copy()
+    elif kind == "duplicated":  # each point three times: radius 0 for many
+        base = rng.normal(size=(60, 2))
+        real = np.repeat(base, 3, axis=0)
+        fake = np.concatenate([base[:30], rng.normal(size=(90, 2))])
+    elif kind == "rounded":  # coordinates rounded to 0.1 degree, as in a CSV
+        real = np.round(rng.uniform(-5, 5, size=(300, 2)), 1)
+        fake = np.round(rng.uniform(-4, 6, size=(250, 2)), 1)
+    else:  # integer images (brute force)
+        real = rng.integers(0, 2, size=(80, 4, 5)).astype(np.uint8)
+        fake = np.concatenate([real[:40], rng.integers(0, 2, size=(40, 4, 5)).astype(np.uint8)])
+    got = scores.prdc(real, fake, k=5)
+    want = prdc_dense(real, fake, 5)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+
+
+def test_prdc_memory_grows_with_the_points_not_with_the_pairs():
+    # One isolated real point has a ball that covers the whole cloud: a search
+    # of every fake with the largest radius (the former method) returned all
+    # N x M pairs (over 1 GB here); searching each ball with its own radius
+    # keeps the pairs near k (N + M).
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    real = np.concatenate([rng.normal(size=(20_000, 2)), [[1000.0, 1000.0]]])
+    fake = rng.normal(size=(20_000, 2))
+    tracemalloc.start()
+    try:
+        got = scores.prdc(real, fake, k=5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, f"prdc on 20,000 points peaked at {peak / 1e6:.0f} MB"
+    assert got["precision"] > 0.99  # the outlier's ball holds nearly every fake point
 
 
 def test_prdc_accepts_images_and_refuses_too_few_points():
@@ -389,6 +444,26 @@ def test_novelty_matches_set_arithmetic_on_random_rows():
     distinct = len({tuple(row) for row in samples.tolist()})
     assert scores.novelty(samples, train) == {"novelty_rate": novel / 60,
                                               "unique_rate": distinct / 60}
+
+
+@pytest.mark.parametrize("how", ["chunked", "every-hash-collides"])
+def test_novelty_streams_the_training_set_and_checks_hash_collisions(monkeypatch, how):
+    # The training set is read in chunks and looked up by hash; a hash match is
+    # only a candidate, compared value by value. Force tiny chunks, or make every
+    # row hash alike, and the answer must not move.
+    rng = np.random.default_rng(3)
+    train = np.concatenate([rng.integers(0, 4, (500, 3)), [[0, 0, 0]]]).astype(np.float64)
+    samples = rng.integers(0, 5, (300, 3)).astype(np.float64)
+    samples[0] = [-0.0, 0.0, -0.0]  # equal to the training row (0, 0, 0) by value
+    train_set = {tuple(row) for row in (train + 0.0).tolist()}
+    want = {"novelty_rate": sum(tuple(r) not in train_set for r in (samples + 0.0).tolist()) / 300,
+            "unique_rate": len({tuple(r) for r in (samples + 0.0).tolist()}) / 300}
+    if how == "chunked":
+        monkeypatch.setattr(importlib.import_module("pmodel.scores.novelty"), "_NOVELTY_CHUNK", 7)
+    else:
+        monkeypatch.setattr(importlib.import_module("pmodel.scores.novelty"), "_row_hashes", lambda X: np.zeros(len(X), np.uint64))
+    assert scores.novelty(samples, train) == want
+    assert 0 < want["novelty_rate"] < 1
 
 
 # ---------------------------------------------------------------------------

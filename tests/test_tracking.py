@@ -80,9 +80,9 @@ def test_resolve_tracking_uri_prefers_cli_then_env(monkeypatch, tmp_path):
 
 def test_run_url():
     assert (tracking.run_url("sqlite:////x/mlflow.db", "3", "abc")
-            == "http://127.0.0.1:5000/#/experiments/3/runs/abc")
+            == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
     assert (tracking.run_url("https://mlflow.example/", "3", "abc")
-            == "https://mlflow.example/#/experiments/3/runs/abc")
+            == "https://mlflow.example/#/experiments/3/runs/abc?workflowType=machine_learning")
 
 
 def test_limits_match_installed_mlflow():
@@ -198,13 +198,13 @@ def test_parent_and_children_read_back(store, tmp_path, png):
         assert (params["alpha"], params["n_train"], params["family"]) == ("1.0", "50", family)
         assert len(params["long"]) == 6000 and "truncated: 7000 chars" in params["long"]
 
-        # The SQL store keeps +-inf as +-DBL_MAX and nan as nan; the tags say what it was.
+        # A non-finite value is never stored as a number (MLflow would keep +-DBL_MAX):
+        # left out, flagged by <key>_is_infinite, and exact in the tag metric.<key>.
         metrics = run.data.metrics
         assert metrics["test-nll"] == 5.125
-        assert metrics["kl"] == sys.float_info.max and tags["metric.kl"] == "inf"
-        assert metrics["log-lik-min"] == -sys.float_info.max
-        assert tags["metric.log-lik-min"] == "-inf"
-        assert math.isnan(metrics["odd"]) and tags["metric.odd"] == "nan"
+        assert "kl" not in metrics and tags["metric.kl"] == "inf" and metrics["kl_is_infinite"] == 1
+        assert "log-lik-min" not in metrics and tags["metric.log-lik-min"] == "-inf"
+        assert "odd" not in metrics and tags["metric.odd"] == "nan"
         assert "metric.test-nll" not in tags
         assert tracking.read_metric(run, "kl") == math.inf
         assert tracking.read_metric(run, "log-lik-min") == -math.inf

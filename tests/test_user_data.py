@@ -42,3 +42,24 @@ def test_image_folder_and_points(tmp_path):
     P = np.array([[2.35, 48.85], [-74.0, 40.7]])
     land.write_csv(P, tmp_path / "p.csv")
     np.testing.assert_array_equal(user.load_points(tmp_path / "p.csv"), P)
+
+
+def test_train_and_heldout_with_other_columns_are_refused_naming_both(tmp_path):
+    import pytest
+
+    from pmodel.problems import load_user
+
+    train, heldout = tmp_path / "train.csv", tmp_path / "heldout.csv"
+    train.write_text("colour,shape\nred,round\nblue,square\n")
+    heldout.write_text("colour,size\nred,S\ngreen,L\n")
+    with pytest.raises(ValueError) as info:
+        load_user("mine", "categorical", train, heldout)
+    message = str(info.value)
+    assert str(train) in message and str(heldout) in message
+    assert "lacks shape" in message and "has size" in message
+    # same columns in another order, a held-out category unseen in train: fine
+    heldout.write_text("shape,colour\nround,green\n")
+    problem = load_user("mine", "categorical", train, heldout)
+    assert problem.schema.columns == (("colour", ("blue", "green", "red")),
+                                      ("shape", ("round", "square")))
+    np.testing.assert_array_equal(problem.heldout, [[1, 0]])

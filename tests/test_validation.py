@@ -22,6 +22,7 @@ from pmodel.datasets import fashion
 from pmodel.datasets.schema import CategoricalSchema
 from pmodel.errors import DataValidationError
 from tasks.validation import (ValidationReport, validate, validate_categorical_csv,
+                              validate_heldout_against_train,
                               validate_image_folder, validate_land_csv)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -346,6 +347,36 @@ def test_bad_input_fails_with_a_precise_message(build, tmp_path):
     assert _fingerprint(inputs) == listing   # nothing written next to the input
 
 
+@pytest.mark.parametrize("build", CATALOGUE, ids=lambda f: f.__name__.lstrip("_"))
+def test_a_csv_read_in_chunks_gives_the_same_verdict(build, tmp_path, monkeypatch):
+    # Big CSVs are validated a chunk of rows at a time (memory stays bounded);
+    # with two rows a chunk every bad input above must be reported as in one piece.
+    import tasks.validation as validation
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    kind, path, _ = build(inputs)
+    whole = validate(kind, path, report_dir=tmp_path / "whole")
+    monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 2)
+    chunked = validate(kind, path, report_dir=tmp_path / "chunked")
+    assert chunked.failures == whole.failures
+    assert chunked.summary().replace("chunked", "whole") == whole.summary()
+
+
+def test_offenders_in_several_chunks_are_counted_once_each(tmp_path, monkeypatch):
+    import tasks.validation as validation
+
+    monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 3)
+    rows = ["0,0", "200,0", "1,1", "2,2", "300,x", "3,3", "4,4", "500,1", "5,5", "6,6", "700,2"]
+    path = _land(tmp_path, "".join(r + "\n" for r in rows))
+    failures = {f["rule"]: f for f in validate_land_csv(path).failures}
+    lon = failures["column 'lon': values must be between -180 and 180"]
+    assert lon["n_unexpected"] == 4
+    assert [e["line"] for e in lon["examples"]] == [3, 6, 9, 12]
+    lat = failures["column 'lat': values must be numbers"]
+    assert lat["n_unexpected"] == 1 and lat["examples"] == [{"line": 6, "value": "x"}]
+
+
 def test_catalogue_is_large_enough():
     assert len(CATALOGUE) >= 18
 
@@ -466,3 +497,53 @@ def test_cli_exit_codes(tmp_path):
 
     missing = _run(["-m", "flows.cli", "validate", "land", str(tmp_path / "nope.csv")], home)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+# ---------------------------------------------------------------------------
+# Held-out against train (each valid alone, wrong together)
+# ---------------------------------------------------------------------------
+
+def _dataset(tmp_path, train_text, heldout_text, kind="categorical"):
+    from tasks.steps import cache_key
+
+    train = _write_text(tmp_path, "train.csv", train_text)
+    heldout = _write_text(tmp_path, "heldout.csv", heldout_text)
+    files = {"train": str(train), "heldout": str(heldout)}
+    from pmodel.records import Ingested
+
+    return Ingested(name="mine", kind=kind, builtin=None, spec={"kind": kind}, files=files,
+                    digests={}, digest=cache_key(files))
+
+
+def test_heldout_with_other_columns_fails_validation_naming_both_files(tmp_path):
+    from tasks.steps import validate_dataset
+
+    ingested = _dataset(tmp_path, "colour,shape\nred,round\nblue,square\n",
+                        "colour,size\nred,S\nblue,L\n")
+    for role in ("train", "heldout"):  # each file alone is valid
+        assert validate("categorical", ingested.files[role]).success
+    with pytest.raises(DataValidationError) as info:
+        validate_dataset.fn(ingested, str(tmp_path / "reports"))
+    message = str(info.value)
+    assert ingested.files["heldout"] in message and ingested.files["train"] in message
+    assert "missing: shape" in message and "unexpected: size" in message
+    assert info.value.report_path.exists()
+
+
+def test_heldout_with_the_same_columns_in_another_order_and_new_categories_passes(tmp_path):
+    from tasks.steps import validate_dataset
+
+    ingested = _dataset(tmp_path, "colour,shape\nred,round\nblue,square\n",
+                        "shape,colour\nround,green\n")
+    reports = validate_dataset.fn(ingested, str(tmp_path / "reports"))
+    assert len(reports) == 3  # train, held-out, and the two together
+
+
+def test_heldout_images_of_another_size_fail_naming_both_folders(tmp_path):
+    train, heldout = _png_folder(tmp_path / "train", size=(20, 24)), _png_folder(tmp_path / "held", size=(16, 16))
+    report = validate_heldout_against_train("images", train, heldout)
+    assert not report.success
+    summary = report.summary()
+    assert str(train) in summary and str(heldout) in summary and "20x24" in summary
+    assert validate_heldout_against_train("images", train, _png_folder(tmp_path / "same", size=(20, 24))).success
+    assert validate_heldout_against_train("land", train, heldout) is None

@@ -98,6 +98,21 @@ def build_all(config: BuildConfig = BuildConfig(), *, out_dir: Path | None = Non
     return manifest_path
 
 
+def _build_folder(root: Path, config: BuildConfig) -> Path:
+    return root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
+
+
+def built_dir(config: BuildConfig, names: Iterable[str], data_dir: Path | None = None) -> Path | None:
+    """The folder already holding the datasets ``names`` for ``config`` (data/ itself, or
+    its build for these sizes), or None when they must be built. Only reads."""
+    names = list(names)
+    root = Path(data_dir) if data_dir is not None else paths.data_dir()
+    for folder in (root, _build_folder(root, config)):
+        if all(_is_built(folder, n, config) for n in names):
+            return folder
+    return None
+
+
 def ensure_built(config: BuildConfig, names: Iterable[str], data_dir: Path | None = None, *,
                  progress: bool = True, log: Callable[[str], None] = lambda msg: None) -> Path:
     """The folder holding the built-in datasets ``names`` for ``config``, built when missing.
@@ -105,15 +120,20 @@ def ensure_built(config: BuildConfig, names: Iterable[str], data_dir: Path | Non
     ``data/`` itself when its manifest has them for this config (what ``pmodel
     data build`` wrote); otherwise ``data/builds/seed{S}-train{N}-heldout{M}/``,
     where only the missing datasets are built. Data that is already built is
-    only read, so a read-only ``data/`` works.
+    only read, so a read-only ``data/`` works; a build that cannot be written
+    raises PermissionError naming the folder.
     """
     names = list(names)
     root = Path(data_dir) if data_dir is not None else paths.data_dir()
-    if all(_is_built(root, n, config) for n in names):
-        return root
-    out = root / "builds" / f"seed{config.seed}-train{config.n_train}-heldout{config.n_heldout}"
-    if all(_is_built(out, n, config) for n in names):
-        return out
+    built = built_dir(config, names, root)
+    if built is not None:  # nothing to write: a read-only data/ will do
+        return built
+    out = _build_folder(root, config)
+    blocked = paths.unwritable(out)
+    if blocked is not None:
+        raise PermissionError(f"the built-in datasets {', '.join(names)} (seed {config.seed}, "
+                              f"{config.n_train} training, {config.n_heldout} held out) are not "
+                              f"built in {root}, and {blocked} is not writable to build them")
     out.mkdir(parents=True, exist_ok=True)
     # one builder at a time: concurrent runs wait, then find the data built
     with open(out / ".build.lock", "w") as lock:

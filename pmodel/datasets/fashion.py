@@ -161,15 +161,19 @@ def sample(n_samples: int, *, rng: np.random.Generator) -> pd.DataFrame:
 # Files
 # ---------------------------------------------------------------------------
 
-def read_csv(path: Path | str) -> pd.DataFrame:
+def read_csv(path: Path | str, *, categorical: bool = False, chunksize: int | None = None):
     """Read a categorical CSV as strings, exactly as written (no type guessing).
 
     Empty cells become missing values (``<NA>``); blank lines are kept as rows
     of missing values so that row numbers match the file's lines
-    (data row ``i`` is line ``i + 2``).
+    (data row ``i`` is line ``i + 2``). ``categorical=True`` reads each column
+    as a pandas Categorical of the same strings (missing: NaN), a byte a value
+    instead of a Python string: for big files. With ``chunksize``, an iterator
+    of frames of that many rows (index continued from chunk to chunk).
     """
-    return pd.read_csv(path, dtype="string", skip_blank_lines=False, keep_default_na=False,
-                       na_values=[""])
+    return pd.read_csv(path, dtype="category" if categorical else "string",
+                       skip_blank_lines=False, keep_default_na=False, na_values=[""],
+                       chunksize=chunksize)
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> None:

@@ -9,8 +9,13 @@ filter (each pixel is the mean of the area it covers). Rendering directly at
 would then change no pixel.
 
 The render of a row depends only on its cell, so all 4032 cells are rendered
-once (about 45 ms each, spread over the cores) and cached as one array; under
-``NoHair`` the hair colour draws nothing, so those cells share one render.
+once and cached as one array; under ``NoHair`` the hair colour draws nothing,
+so those cells share one render. Rendering them all takes minutes (about 45 ms
+a render, 3552 distinct renders), so pmodel ships them (``avatars-32px.npz``
+beside this module, 1 MB): at first use a few cells that show every category
+of every column are rendered afresh and compared byte for byte with the
+shipped ones, and only when one differs (a cairosvg or Pillow that draws
+differently) is everything rendered here.
 The set of these renders is the images' "land": P_data puts the probability
 of each fashion cell on its render, and nothing anywhere else.
 """
@@ -120,6 +125,52 @@ def _render_cells(cells: np.ndarray) -> np.ndarray:
 # The cache of all renders
 # ---------------------------------------------------------------------------
 
+SHIPPED_PATH = Path(__file__).with_name("avatars-32px.npz")
+
+
+def probe_cells() -> np.ndarray:
+    """Eight cells that together show every category of every column (cell i
+    takes category i mod n of each column; no column has more than 8)."""
+    shape = fashion.SCHEMA.shape
+    codes = np.array([[i % n for n in shape] for i in range(max(shape))])
+    return fashion.SCHEMA.cell_index(codes)
+
+
+def write_shipped_renders(renders: np.ndarray, path: Path = SHIPPED_PATH) -> Path:
+    """Write the renders that pmodel ships: the distinct ones, compressed.
+
+    For maintainers, after a change to the drawing:
+    ``python -c "from pmodel.datasets import pixels; pixels.write_shipped_renders(pixels.render_all())"``
+    """
+    cells = np.unique(canonical_cells())
+    np.savez_compressed(path, cells=cells, renders=renders[cells])
+    return path
+
+
+def shipped_renders(path: Path = SHIPPED_PATH) -> np.ndarray | None:
+    """The shipped renders, (4032, 32, 32) uint8 in cell order, or None when absent."""
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        cells, distinct = f["cells"], f["renders"]
+    images = np.zeros((fashion.SCHEMA.n_cells, SIZE, SIZE), dtype=np.uint8)
+    images[cells] = distinct
+    return images[canonical_cells()]
+
+
+def _shipped_if_faithful(log=lambda msg: None) -> np.ndarray | None:
+    """The shipped renders when fresh renders of :func:`probe_cells` equal them."""
+    images = shipped_renders()
+    if images is None:
+        return None
+    probe = probe_cells()
+    if not np.array_equal(_render_cells(probe), images[probe]):
+        log("the shipped avatar renders differ from this machine's (another cairosvg or "
+            "Pillow?): rendering every avatar here")
+        return None
+    return images
+
+
 def render_key() -> str:
     """Digest of what a render depends on: generator versions and settings."""
     versions = {name: metadata.version(name) for name in ("py-avataaars", "cairosvg", "pillow")}
@@ -168,11 +219,14 @@ def render_all(*, n_jobs: int | None = None, progress: bool = True) -> np.ndarra
 
 
 def load_renders(*, progress: bool = True, n_jobs: int | None = None) -> np.ndarray:
-    """All renders, (4032, 32, 32) uint8, from the cache; rendered once when missing."""
+    """All renders, (4032, 32, 32) uint8, from the cache; when missing, the
+    shipped renders checked against fresh ones, or else all rendered here."""
     path = cache_path()
     if path.exists():
         return np.load(path)
-    images = render_all(n_jobs=n_jobs, progress=progress)
+    images = _shipped_if_faithful(log=print if progress else (lambda msg: None))
+    if images is None:
+        images = render_all(n_jobs=n_jobs, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -222,8 +276,30 @@ def load(files: dict):
     from pmodel.datasets.registry import Loaded
     from pmodel.families.domains import ImageDomain
 
-    (_, train), (_, heldout) = (images.read_png_folder(files[s]) for s in ("train", "heldout"))
-    return Loaded(ImageDomain(SIZE, SIZE), train, heldout)
+    arrays, factors = {}, {}
+    for split in ("train", "heldout"):
+        folder = Path(files[split])
+        names, arrays[split] = images.read_png_folder(folder)
+        labels = folder.parent / f"pixels-{split}-labels.csv"
+        if labels.exists():  # the five features of each avatar: its latent factors, as codes
+            factors[split] = read_label_codes(labels, names).astype(np.float64)
+    return Loaded(ImageDomain(SIZE, SIZE), arrays["train"], arrays["heldout"],
+                  factors=factors if len(factors) == 2 else None,
+                  factor_names=fashion.COLUMNS if len(factors) == 2 else (),
+                  factor_categorical=(True,) * len(fashion.COLUMNS) if len(factors) == 2 else ())
+
+
+def read_label_codes(path: Path, names: list[str]) -> np.ndarray:
+    """The labels CSV's fashion rows as codes (n, 5), in the order of ``names``;
+    ValueError naming the file and the first image without a row."""
+    frame = fashion.read_csv(path)
+    if "file" not in frame.columns:
+        raise ValueError(f"{path}: no 'file' column")
+    by_file = frame.set_index("file")
+    absent = [n for n in names if n not in by_file.index]
+    if absent:
+        raise ValueError(f"{path}: no row for image {absent[0]} ({len(absent)} images lack one)")
+    return fashion.SCHEMA.to_codes(by_file.loc[names, list(fashion.COLUMNS)].reset_index(drop=True))
 
 
 def truth_from_renders(renders: np.ndarray):

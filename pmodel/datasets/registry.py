@@ -53,6 +53,12 @@ class Loaded:
     train: np.ndarray
     heldout: np.ndarray
     schema: Any = None
+    #: latent factors of every example, when the data knows them: split -> (n, n_factors)
+    #: float64 (a jar's height and width; an avatar's five features as codes)
+    factors: dict[str, np.ndarray] | None = None
+    factor_names: tuple[str, ...] = ()
+    #: per factor, whether its values are category codes (read out one-hot) or numbers
+    factor_categorical: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,3 +196,13 @@ register_dataset(DatasetSpec(
     build="pmodel.datasets.land:build", load="pmodel.datasets.land:load",
     truth="pmodel.datasets.land:truth", build_key="pmodel.datasets.land:build_key",
     validation=Validation("points-csv"), values_per_example=2))
+
+register_dataset(DatasetSpec(
+    name="jars", kind="image",
+    description="32x32 grayscale jars drawn from two factors, height and width (a 2-D latent space)",
+    files={"train": "jars-train", "heldout": "jars-heldout"},
+    extra_files=("jars-{split}-factors.csv",),
+    streams={"train": 11, "heldout": 12},
+    build="pmodel.datasets.jars:build", load="pmodel.datasets.jars:load",
+    truth="pmodel.datasets.jars:truth", build_key="pmodel.datasets.jars:build_key",
+    validation=Validation("png-folder", image_size=(32, 32)), values_per_example=32 * 32))

@@ -81,7 +81,7 @@ class CategoricalSchema:
         """
         codes = np.empty((len(df), len(self.columns)), dtype=np.int64)
         for j, (name, cats) in enumerate(self.columns):
-            col = pd.Index(cats).get_indexer(df[name].astype(object))  # -1: not a category
+            col = _category_codes(df[name], cats)  # -1: not a category
             bad = col < 0
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -151,3 +151,13 @@ class CategoricalSchema:
             for name in df.columns
         )
         return cls(columns, inferred=True)
+
+
+def _category_codes(column: pd.Series, cats: tuple[str, ...]) -> np.ndarray:
+    """Position of each value of ``column`` in ``cats``, -1 when absent or missing."""
+    index = pd.Index(cats)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # look up each distinct value once, then index by the column's own codes
+        lookup = np.append(index.get_indexer(column.cat.categories.astype(object)), -1)
+        return lookup[column.cat.codes.to_numpy()]  # code -1 (missing) -> lookup[-1] = -1
+    return index.get_indexer(column.astype(object))

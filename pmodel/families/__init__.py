@@ -21,6 +21,13 @@ register_family("multinomial", "image", "pmodel.families.multinomial:ImageMultin
 register_family("naive_bayes", "categorical", "pmodel.families.naive_bayes:CategoricalNaiveBayes")
 register_family("naive_bayes", "image", "pmodel.families.naive_bayes:ImageNaiveBayes")
 register_family("naive_bayes", "points", "pmodel.families.naive_bayes:PointsNaiveBayes")
+# latent variables and dependencies, without deep learning
+register_family("chow_liu", "categorical", "pmodel.families.chow_liu:ChowLiuTree")
+register_family("latent_class", ("categorical", "image"), "pmodel.families.latent_class:LatentClass")
+register_family("gmm", "points", "pmodel.families.gmm:PointsGaussianMixture")
+register_family("kde", "points", "pmodel.families.kde:PointsKernelDensity")
+register_family("pca", "image", "pmodel.families.pca:ImagePCA")
+register_family("factor_analysis", "image", "pmodel.families.factor_analysis:ImageFactorAnalysis")
 # the deep families of the chapter's taxonomy (torch, imported only when one is used)
 register_family("flow", "points", "pmodel.families.flow:PointsFlow")
 register_family("flow", "image", "pmodel.families.flow:ImageFlow")

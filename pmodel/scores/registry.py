@@ -30,6 +30,7 @@ class ScoreContext:
     problem: Any
     samples: np.ndarray
     _heldout_lp: np.ndarray | None = field(default=None, repr=False)
+    _codes: dict = field(default_factory=dict, repr=False)
 
     @property
     def truth(self):
@@ -39,6 +40,12 @@ class ScoreContext:
         if self._heldout_lp is None:
             self._heldout_lp = self.model.log_prob(self.problem.heldout)
         return self._heldout_lp
+
+    def codes(self, split: str) -> np.ndarray:
+        """``model.encode`` of the problem's ``split`` ("train" or "heldout"), computed once."""
+        if split not in self._codes:
+            self._codes[split] = self.model.encode(getattr(self.problem, split))
+        return self._codes[split]
 
 
 def _kind(ctx: ScoreContext) -> str:
@@ -65,8 +72,8 @@ NEEDS: dict[str, Callable[[ScoreContext], str | None]] = {
     "truth:table": _truth_is("table"),
     "truth:renders": _truth_is("renders"),
     "truth:land": _truth_is("land"),
-    "factors": lambda c: None if c.truth is not None and c.truth.factor_names else
-    "the dataset's latent factors are unknown",
+    "factors": lambda c: None if getattr(c.problem, "factors", None) and c.problem.factor_names else
+    "the dataset's latent factors are unknown (only jars and pixels know theirs)",
     "encoder": lambda c: None if c.model.has_encoder else f"{c.model.name} has no latent space (encode)",
     "box": lambda c: None if getattr(type(c.model), "has_box", False) else
     f"only for a fitted box; {c.model.name} has none",

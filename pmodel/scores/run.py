@@ -23,6 +23,10 @@ land_outside_box_share         the region's land outside the box (point B)      
 prdc_precision, _recall,       Naeem et al. 2020, k = 5, against held-out points          points
 _density, _coverage
 novelty_rate, unique_rate      samples that are no training copy; distinct samples        -
+latent_r2_<factor>, latent_r2  held-out R^2 of a linear read-out of each known factor      encoder, factors
+                               from the code (fitted on the training codes), and the mean
+latent_mig (_<factor>)         mutual information gap (Chen et al. 2018; 20 bins per      encoder, factors
+                               code dimension, normalised by the factor's entropy)
 valid_novel_rate               images: share of samples valid AND showing a combination   truth:renders
                                no training image shows (samples rounded to levels first)
 heldout_loglik_iwae            the importance-weighted bound (VAE, k = iwae_samples):     iwae
@@ -37,6 +41,7 @@ mass_outside_domain            points: the model's raw mass outside the rectangl
 from __future__ import annotations
 
 from pmodel.scores import land as land_scores
+from pmodel.scores import latent as latent_scores
 from pmodel.scores.likelihood import heldout_loglik as _heldout
 from pmodel.scores.novelty import novelty as _novelty
 from pmodel.scores.prdc import prdc as _prdc
@@ -141,3 +146,21 @@ def prdc(ctx: ScoreContext) -> dict[str, float]:
 def novelty(ctx: ScoreContext) -> dict[str, float]:
     """Share of samples that are no training copy, and share of distinct samples."""
     return _novelty(ctx.samples, ctx.problem.train)
+
+
+
+@score("latent_r2", needs=("encoder", "factors"), metrics=("latent_r2", "latent_r2_<factor>"))
+def latent_r2(ctx: ScoreContext) -> dict[str, float]:
+    """Held-out R^2 of a linear read-out of each known factor from the code (fitted on the
+    training split's codes), and their mean."""
+    p = ctx.problem
+    return latent_scores.readout_scores(ctx.codes("train"), ctx.codes("heldout"), p.factors["train"],
+                                        p.factors["heldout"], p.factor_names, p.factor_categorical)
+
+
+@score("latent_mig", needs=("encoder", "factors"), metrics=("latent_mig", "latent_mig_<factor>"))
+def latent_mig(ctx: ScoreContext) -> dict[str, float]:
+    """Mutual information gap of the held-out codes (20 bins a dimension), per factor and mean."""
+    p = ctx.problem
+    mig, per_factor = latent_scores.mutual_information_gap(ctx.codes("heldout"), p.factors["heldout"])
+    return {"latent_mig": mig, **{f"latent_mig_{n}": float(m) for n, m in zip(p.factor_names, per_factor)}}

@@ -1,0 +1,233 @@
+"""What every recorded number means: the glossary the MLflow descriptions show.
+
+One entry per score name that ``pmodel`` records (the names of
+``pmodel.evaluate``'s table, the parent run's timings and counts, and the
+``<name>_is_infinite`` flags of the tracking layer), with its meaning, its
+unit and which direction is better. Also what each family assumes, and the
+short names run names use. Pure data and string formatting: no MLflow here.
+
+Examples
+--------
+>>> SCORES["kl_to_truth"].better
+'lower'
+>>> short_run_name("naive_bayes", {"alpha": 1.0}, "pixels", shared=("alpha",))
+'NB a=1 | pixels'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Score:
+    """A recorded number: ``meaning``, ``unit`` and ``better`` ("higher", "lower",
+    "closer to 1", or "" when it is a fact, not a score to optimise)."""
+
+    meaning: str
+    unit: str
+    better: str = ""
+
+
+_NATS = "nats per example (points: log density per square degree)"
+
+#: Every score and count pmodel records, by metric name.
+SCORES: dict[str, Score] = {
+    "heldout_loglik": Score(
+        "mean log-probability of ALL held-out examples under the model (exact likelihood only); "
+        "minus infinity as soon as one held-out example gets probability 0", _NATS, "higher"),
+    "heldout_loglik_in_support": Score(
+        "mean log-probability of the held-out examples the model gives p > 0; read it with "
+        "out_of_support_rate: it ignores the examples the model cannot produce", _NATS,
+        "higher, at equal out_of_support_rate"),
+    "heldout_loglik_bound": Score(
+        "a lower bound on the mean held-out log-likelihood (ELBO, diffusion bound, dequantised "
+        "density), for families whose exact likelihood is intractable", _NATS, "higher"),
+    "heldout_bits_per_dim": Score(
+        "images: -heldout_loglik / (pixels x ln 2), the code length per pixel; infinite when "
+        "heldout_loglik is minus infinity", "bits per pixel", "lower"),
+    "heldout_bits_per_dim_in_support": Score(
+        "images: bits per pixel over the held-out images with p > 0 only", "bits per pixel",
+        "lower, at equal out_of_support_rate"),
+    "heldout_bits_per_dim_bound": Score(
+        "images: an upper bound on bits per pixel, from heldout_loglik_bound", "bits per pixel",
+        "lower"),
+    "out_of_support_rate": Score(
+        "share of held-out examples the model gives probability 0 (never hidden)", "fraction 0..1",
+        "lower"),
+    "entropy_truth": Score(
+        "H(P_data), the exact entropy of the rule that made the data: the best possible "
+        "heldout_loglik is about minus this (built-in data only)", "nats per example"),
+    "kl_to_truth": Score(
+        "KL(P_data || P_model), computed exactly over every possible example (not from a sample): "
+        "0 is a perfect model, infinity when the model gives p = 0 to something P_data can "
+        "produce; the ranking score", "nats per example", "lower"),
+    "kl_to_truth_bound": Score(
+        "an UPPER bound on KL(P_data || P_model) for families that give only a lower bound on "
+        "log p: the same exact sum with the bound in place of log p (the true KL is at most this)",
+        "nats per example", "lower"),
+    "on_land_rate": Score("points: share of samples on land (the chapter's 'never at sea')",
+                          "fraction 0..1", "higher"),
+    "land_coverage": Score(
+        "points: share of land cells the samples reach, divided by what as many samples from "
+        "P_data itself reach; 1 is as good as the truth", "ratio", "closer to 1"),
+    "prdc_precision": Score("points: share of samples inside the held-out data's k-NN balls "
+                            "(Naeem et al. 2020, k = 5)", "fraction 0..1", "higher"),
+    "prdc_recall": Score("points: share of held-out points inside the samples' k-NN balls",
+                         "fraction 0..1", "higher"),
+    "prdc_density": Score("points: mean count of held-out k-NN balls holding a sample, / k",
+                          "ratio", "closer to 1"),
+    "prdc_coverage": Score("points: share of held-out points whose k-NN ball holds a sample",
+                           "fraction 0..1", "higher"),
+    "novelty_rate": Score("share of samples that are not copies of a training example "
+                          "(a model that only repeats its training set is no generator)",
+                          "fraction 0..1", "higher"),
+    "unique_rate": Score("share of distinct samples", "fraction 0..1", "higher"),
+    "valid_rate": Score("images: share of samples close to a real avatar render",
+                        "fraction 0..1", "higher"),
+    "n_valid_combinations": Score("images: how many distinct real avatars the samples reach",
+                                  "count", "higher"),
+    "box_sea_share": Score("the orange box on land: share of the box that is sea (point A)",
+                           "fraction 0..1"),
+    "land_outside_box_share": Score("the orange box on land: share of land outside the box "
+                                    "(point B)", "fraction 0..1"),
+    "fit_seconds": Score("wall time of the fit", "seconds", "lower"),
+    "sample_seconds": Score("wall time of drawing the samples", "seconds", "lower"),
+    "n_parameters": Score("free parameters of the fitted model (absent, with n_parameters_is_"
+                          "infinite = 1, when beyond a float: see log10_n_parameters)", "count"),
+    "log10_n_parameters": Score("log10 of the number of free parameters", "log10(count)"),
+    "valid_novel_rate": Score(
+        "images: share of samples that are valid renders AND show a combination no training "
+        "image shows (the chapter's second challenge: finding the valid part of pixel space "
+        "beyond copying); samples rounded to whole grey levels first", "fraction 0..1", "higher"),
+    "heldout_loglik_iwae": Score(
+        "a VAE's importance-weighted bound on the mean held-out log-likelihood (k = iwae_samples "
+        "draws of z): tighter than the ELBO (heldout_loglik_bound), still a lower bound", _NATS,
+        "higher"),
+    "heldout_bits_per_dim_iwae": Score("images: bits per pixel from heldout_loglik_iwae (an upper "
+                                       "bound)", "bits per pixel", "lower"),
+    "train_epochs": Score("deep families: epochs the training loop ran", "count"),
+    "train_seconds": Score("deep families: wall time of the training loop itself (fit_seconds also "
+                           "counts the wait for a torch slot)", "seconds", "lower"),
+    "seconds_per_epoch": Score("deep families: train_seconds / train_epochs", "seconds", "lower"),
+    "stopped_by_seconds": Score("deep families: 1 when the seconds budget ended training (then the "
+                                "weights depend on the machine's speed), 0 when the epochs budget "
+                                "or early stopping did", "0 or 1"),
+    "mass_outside_domain": Score("deep families on points: the share of the model's density outside "
+                                 "the region's rectangle, renormalised away (log_prob is per deg^2 "
+                                 "inside the rectangle)", "fraction 0..1"),
+    "loss": Score("deep families, per epoch (step): the training loss, mean over the epoch's "
+                  "batches (nats per example, or bits per pixel on images)", "per example", "lower"),
+    "val_loss": Score("deep families, per epoch (step): the loss on the validation split carved "
+                      "from the training data (early stopping keeps the best epoch)", "per example",
+                      "lower"),
+    "loss_d": Score("GAN, per epoch (step): the discriminator's loss", "nats per example"),
+    "loss_g": Score("GAN, per epoch (step): the generator's (non-saturating) loss", "nats per example"),
+    "n_runs": Score("child runs of this run", "count"),
+    "n_failed": Score("child runs that failed", "count", "lower"),
+}
+
+#: The wall time of each phase of a flow run, logged on the parent run.
+TIME_PREFIX, TIME_SUFFIX = "time_", "_seconds"
+
+#: Suffix of the 0/1 flag logged beside a score that can be infinite.
+INFINITE_SUFFIX = "_is_infinite"
+
+
+def describe(name: str) -> Score | None:
+    """The glossary entry of a metric name, including the derived names
+    (``<score>_is_infinite``, ``time_<phase>_seconds``); None when unknown."""
+    if name in SCORES:
+        return SCORES[name]
+    if name.endswith(INFINITE_SUFFIX) and name[: -len(INFINITE_SUFFIX)] in SCORES:
+        base = name[: -len(INFINITE_SUFFIX)]
+        return Score(f"1 when {base} is infinite (then {base} itself is not logged as a number: "
+                     f"MLflow sorts the run last; the tag metric.{base} holds the exact value), "
+                     "0 when finite", "0 or 1")
+    if name.startswith(TIME_PREFIX) and name.endswith(TIME_SUFFIX):
+        phase = name[len(TIME_PREFIX): -len(TIME_SUFFIX)].replace("_", " ")
+        return Score(f"wall time of the flow's phase '{phase}'", "seconds", "lower")
+    return None
+
+
+def glossary_markdown(names=None) -> str:
+    """A Markdown table of ``names`` (default: every score), in glossary order."""
+    names = list(SCORES) if names is None else list(names)
+    lines = ["| score | what it means | unit | better |", "|---|---|---|---|"]
+    for name in names:
+        entry = describe(name)
+        if entry is None:
+            continue
+        lines.append(f"| `{name}` | {_md(entry.meaning)} | {_md(entry.unit)} | "
+                     f"{_md(entry.better) or '(a fact, not a score)'} |")
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+# ---------------------------------------------------------------------------
+# Families: what they assume, what their pictures show
+# ---------------------------------------------------------------------------
+
+#: What each family assumes, in one sentence.
+FAMILY_ASSUMES: dict[str, str] = {
+    "box": "every example inside the training data's bounding box is equally likely, and "
+           "nothing outside it is possible (the chapter's orange box)",
+    "multinomial": "every possible example is its own cell with its own probability, learnt by "
+                   "counting: with alpha = 0 (maximum likelihood) only the training examples "
+                   "are possible, so samples are copies of them; alpha > 0 adds alpha to every "
+                   "cell's count (additive smoothing)",
+    "naive_bayes": "the features (columns, pixels, or longitude and latitude) are independent: "
+                   "p(x) is the product of one learnt histogram per feature, each smoothed by "
+                   "adding alpha to every count",
+    "autoregressive": "each feature depends on the ones before it, p(x) = prod_i p(x_i | x_<i): "
+                      "a masked autoregressive flow on points, a chain of small MLPs on rows, a "
+                      "gated PixelCNN on images (exact likelihood)",
+    "flow": "the data are an invertible, smooth warp of Gaussian noise (change of variables): a "
+            "neural spline flow on points, RealNVP on dequantised pixels (a lower bound there)",
+    "vae": "the data are decoded from a low-dimensional Gaussian code, the features independent "
+           "given the code; the likelihood is bounded from below (ELBO, and the tighter IWAE)",
+    "gan": "the data are a learnt function of Gaussian noise, trained against a discriminator: "
+           "samples but no likelihood",
+    "diffusion": "the data are what step-by-step denoising of Gaussian noise produces (DDPM); the "
+                 "likelihood is bounded from below by the variational bound",
+}
+
+#: What the main picture (``samples.png``) shows, per data kind.
+PICTURE_SHOWS: dict[str, str] = {
+    "categorical": "`samples.png`: ten sampled rows; the last column says whether the row is a "
+                   "copy of a training row",
+    "image": "`samples.png`: 50 sampled images; the training images are on the parent run "
+             "(`training-images.png`)",
+    "points": "`samples.png`: the samples on the map, green on land and red at sea, with the "
+              "training points (black crosses)",
+}
+
+_SHORT_FAMILY = {"naive_bayes": "NB"}
+_SHORT_PARAM = {"alpha": "a", "cell_deg": "cell", "bin_deg": "bin"}
+
+
+def _short_value(value) -> str:
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:g}"
+    return str(value)
+
+
+def short_run_name(family: str, params: dict, dataset: str, *, shared=None,
+                   label: str | None = None) -> str:
+    """A child run's name, the part that differs first: ``"NB a=1 | pixels"``.
+
+    ``shared`` names the hyperparameters the experiment entry sets on every
+    kind (shown); the others (a grid's cell size on points only) are left to
+    the run's params. A user's own ``label`` replaces the family part.
+    """
+    if label:
+        head = label
+    else:
+        keys = [k for k in params if shared is None or k in shared]
+        head = " ".join([_SHORT_FAMILY.get(family, family)]
+                        + [f"{_SHORT_PARAM.get(k, k)}={_short_value(params[k])}" for k in keys])
+    return f"{head} | {dataset}"

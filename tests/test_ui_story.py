@@ -1,0 +1,424 @@
+"""The MLflow UI tells the chapter's story (issue 11) and `pmodel ui` behaves (issue 12, item 4).
+
+Against a real MLflow SQLite store, after a real flow run (Prefect test
+harness) on tiny data; `pmodel ui` as a real subprocess on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tasks import tracking
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "experiments" / "tiny.yaml"
+
+
+def _client(uri):
+    return tracking._mlflow().tracking.MlflowClient(tracking_uri=uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp: Path) -> dict:
+    env = {**os.environ, "PMODEL_HOME": str(tmp / "home"), "PREFECT_HOME": str(tmp / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+# ---------------------------------------------------------------------------
+# Metrics: infinity is never a huge number, and sorting puts the right run first
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    uri = "sqlite:///" + str(tmp_path_factory.mktemp("story-store") / "mlflow.db")
+    tracking.prepare_store(uri)
+    return uri
+
+
+def test_infinite_values_are_left_out_flagged_and_read_back_exactly(store):
+    eid = tracking.get_or_create_experiment(store, "infinities")
+    run = tracking.start_run(store, eid, "r")
+    tracking.log_metrics(store, run, {"kl_to_truth": math.inf, "heldout_loglik": -math.inf,
+                                      "odd": math.nan, "novelty_rate": 0.25, "n_parameters": 7.0},
+                         flag_infinite=["kl_to_truth", "heldout_loglik", "n_parameters"])
+    got = _client(store).get_run(run)
+    metrics, tags = got.data.metrics, got.data.tags
+    assert set(metrics) == {"kl_to_truth_is_infinite", "heldout_loglik_is_infinite", "novelty_rate",
+                            "n_parameters", "n_parameters_is_infinite"}
+    assert metrics["kl_to_truth_is_infinite"] == 1 == metrics["heldout_loglik_is_infinite"]
+    assert metrics["n_parameters_is_infinite"] == 0 and metrics["n_parameters"] == 7
+    assert (tags["metric.kl_to_truth"], tags["metric.heldout_loglik"], tags["metric.odd"]) == (
+        "inf", "-inf", "nan")
+    assert tracking.read_metric(got, "kl_to_truth") == math.inf
+    assert tracking.read_metric(got, "heldout_loglik") == -math.inf
+    assert math.isnan(tracking.read_metric(got, "odd"))
+    assert tracking.read_metric(got, "novelty_rate") == 0.25
+    exact = tracking.read_metrics(got)
+    assert set(exact) == {"kl_to_truth", "heldout_loglik", "odd", "novelty_rate", "n_parameters"}
+    assert exact["heldout_loglik"] == -math.inf
+
+
+# Three families on two datasets, with the scores the lead's definitions give:
+# the copying model (alpha=0) has p = 0 on held-out data, so KL = inf and
+# heldout_loglik = -inf, while its in-support mean is the best of all.
+RUNS = {
+    "fashion": {"multinomial a=0": (math.inf, -math.inf, -2.0), "multinomial a=1": (0.9, -8.1, -8.1),
+                "NB a=1": (0.4, -7.6, -7.6)},
+    "land": {"box": (math.inf, -math.inf, -6.0), "multinomial a=1": (0.2, -9.0, -9.0),
+             "NB a=1": (0.5, -9.3, -9.3)},
+}
+
+
+def test_sorting_by_kl_or_by_heldout_loglik_puts_the_same_run_first(store):
+    eid = tracking.get_or_create_experiment(store, "sorting")
+    for dataset, runs in RUNS.items():
+        for label, (kl, ll, ll_in) in runs.items():
+            rid = tracking.start_run(store, eid, f"{label} | {dataset}", tags={"dataset": dataset})
+            tracking.log_metrics(store, rid, {"kl_to_truth": kl, "heldout_loglik": ll,
+                                              "heldout_loglik_in_support": ll_in},
+                                 flag_infinite=["kl_to_truth", "heldout_loglik"])
+    client = _client(store)
+    for dataset, runs in RUNS.items():
+        where = f"tags.dataset = '{dataset}'"
+        by_kl = client.search_runs([eid], where, order_by=["metrics.kl_to_truth ASC"])
+        by_ll = client.search_runs([eid], where, order_by=["metrics.heldout_loglik DESC"])
+        expected = min(runs, key=lambda k: runs[k][0])
+        assert by_kl[0].info.run_name == by_ll[0].info.run_name == f"{expected} | {dataset}"
+        # the infinite ones sort last both ways, whatever the direction
+        assert by_kl[-1].info.run_name == by_ll[-1].info.run_name
+        assert tracking.read_metric(by_kl[-1], "kl_to_truth") == math.inf
+        assert by_kl[-1].data.metrics["kl_to_truth_is_infinite"] == 1
+
+
+def test_leaderboard_ranks_by_kl_and_says_exact_bound_or_none():
+    from pmodel.leaderboard import as_text, loglik_text, ranked
+    from pmodel.records import RunResult
+
+    def row(dataset, label, metrics=None, error=None):
+        return RunResult(dataset, "f", label, label, {}, metrics=metrics or {}, error=error)
+
+    rows = [
+        row("fashion", "copy", {"kl_to_truth": math.inf, "heldout_loglik": -math.inf,
+                                "heldout_loglik_in_support": -2.0}),
+        row("fashion", "nb", {"kl_to_truth": 0.4, "heldout_loglik": -7.6}),
+        row("fashion", "broken", error="ValueError: x"),
+        row("mine", "gan", {"novelty_rate": 1.0}),
+        row("mine", "vae", {"heldout_loglik_bound": -3.0}),
+        row("mine", "exact-bad", {"heldout_loglik": -9.0}),
+        row("mine", "exact-good", {"heldout_loglik": -5.0}),
+    ]
+    order = {d: [r.label for r in rs] for d, rs in ranked(rows).items()}
+    assert order == {"fashion": ["nb", "copy", "broken"],
+                     "mine": ["exact-good", "exact-bad", "vae", "gan"]}
+    assert [loglik_text(r) for r in rows[3:6]] == ["none", ">= -3", "-9"]
+    text = as_text(rows)
+    assert "by KL to the truth, lower first" in text and "by held-out log-likelihood" in text
+    assert "-inf" in text and ">= -3" in text and "FAILED" in text
+
+
+def test_run_names_put_what_differs_first():
+    from pmodel.records import RunResult
+    from tasks.record import run_name
+
+    def name(family, params, dataset, entry):
+        return run_name(RunResult(dataset, family, entry, entry, params))
+
+    assert name("naive_bayes", {"alpha": 1.0}, "pixels", "naive_bayes alpha=1.0") == "NB a=1 | pixels"
+    assert name("multinomial", {"alpha": 0.0, "cell_deg": 10.0}, "land",
+                "multinomial alpha=0.0") == "multinomial a=0 | land"
+    assert name("box", {}, "fashion", "box") == "box | fashion"
+    assert name("naive_bayes", {"alpha": 0.5}, "fashion", "my NB") == "my NB | fashion"
+
+
+def test_provenance_for_clean_dirty_and_missing_checkouts(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (repo / "a.py").write_text("x = 1\n")
+    subprocess.run(git + ["add", "a.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "one"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    tracking.provenance_tags.cache_clear()
+    clean = tracking.provenance_tags(str(repo))
+    assert clean["mlflow.source.git.commit"] == head
+    assert clean["pmodel.git.state"] == "clean"
+    assert clean["mlflow.user"] and clean["mlflow.source.name"] and clean["mlflow.source.type"] == "LOCAL"
+    (repo / "a.py").write_text("x = 2\n")
+    tracking.provenance_tags.cache_clear()
+    dirty = tracking.provenance_tags(str(repo))
+    assert dirty["mlflow.source.git.commit"] == head
+    assert dirty["pmodel.git.state"].startswith("dirty: 1 tracked file")
+    tracking.provenance_tags.cache_clear()
+    none = tracking.provenance_tags(str(tmp_path / "plain"))
+    assert "mlflow.source.git.commit" not in none
+    assert none["pmodel.git.state"].startswith("no commit recorded")
+    tracking.provenance_tags.cache_clear()
+
+
+def test_glossary_covers_every_score_of_the_evaluate_table():
+    from pmodel.glossary import describe
+    from pmodel.scores import SCORES
+
+    # every metric a registered score can record, and what evaluate adds beside them
+    names = {m for spec in SCORES.values() for m in spec.metrics}
+    names |= {"n_parameters", "log10_n_parameters", "fit_seconds", "sample_seconds"}
+    missing = {n for n in names if describe(n) is None}
+    assert not missing
+    for n in names:
+        entry = describe(n)
+        assert entry.meaning and entry.unit
+
+
+# ---------------------------------------------------------------------------
+# After a real flow run on tiny data
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flow_store(tmp_path_factory):
+    return "sqlite:///" + str(tmp_path_factory.mktemp("story-flow") / "mlflow.db")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(prefect_harness, flow_store, renders):
+    from flows.experiment import run_experiment
+
+    state = run_experiment(str(TINY), tracking_uri=flow_store, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    assert state.is_completed(), outcome
+    client = _client(flow_store)
+    parent = client.get_run(outcome.parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
+    return outcome, parent, children
+
+
+def test_no_metric_is_a_huge_stand_in_for_infinity(tiny_run):
+    _, parent, children = tiny_run
+    for run in [parent, *children]:
+        for key, value in run.data.metrics.items():
+            assert -1e300 <= value <= 1e300 or math.isnan(value), (run.info.run_name, key, value)
+    # the land box misses land: its KL is exactly inf, flagged and tagged, not a number
+    box = next(c for c in children if c.info.run_name == "box | land")
+    assert "kl_to_truth" not in box.data.metrics
+    assert box.data.metrics["kl_to_truth_is_infinite"] == 1
+    assert tracking.read_metric(box, "kl_to_truth") == math.inf
+    finite = next(c for c in children if c.info.run_name == "NB a=1 | fashion")
+    assert finite.data.metrics["kl_to_truth_is_infinite"] == 0
+
+
+def test_experiment_is_model_training_and_described(tiny_run, flow_store):
+    from pmodel.glossary import SCORES
+
+    outcome, parent, _ = tiny_run
+    experiment = _client(flow_store).get_experiment(outcome.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    note = experiment.tags["mlflow.note.content"]
+    assert "Leaderboard" in note and outcome.parent_run_id in note
+    assert all(f"`{name}`" in note for name in SCORES)  # the whole glossary
+    view = json.loads(experiment.tags["mlflow.sharedViewState.pmodel-runs"])
+    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`kl_to_truth`", True)
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "dataset"}]
+    assert "metrics.`heldout_loglik`" in view["selectedColumns"]
+    parent_note = parent.data.tags["mlflow.note.content"]
+    assert "A tiny experiment" not in parent_note  # tiny.yaml has no description: none invented
+    assert "**fashion**, best first, by KL to the truth" in parent_note
+    assert "`kl_to_truth`" in parent_note and "lower" in parent_note
+
+
+def test_run_names_descriptions_and_provenance(tiny_run):
+    _, parent, children = tiny_run
+    names = sorted(c.info.run_name for c in children)
+    assert names == sorted(f"{f} | {d}" for d in ("fashion", "pixels", "land")
+                           for f in ("box", "multinomial a=1", "NB a=1"))
+    for run in [parent, *children]:
+        tags = run.data.tags
+        assert tags["mlflow.user"] and tags["mlflow.source.name"]
+        assert "mlflow.source.git.commit" in tags or tags["pmodel.git.state"].startswith("no commit")
+    for child in children:
+        note = child.data.tags["mlflow.note.content"]
+        assert "**Assumes**" in note and "**Pictures**" in note and "samples.png" in note
+        assert "| `kl_to_truth` |" in note
+    box = next(c for c in children if c.info.run_name == "box | land")
+    assert "| `kl_to_truth` | inf |" in box.data.tags["mlflow.note.content"]
+
+
+def test_pictures_side_by_side_and_training_grid_once(tiny_run, flow_store):
+    _, parent, children = tiny_run
+    client = _client(flow_store)
+    for child in children:
+        root = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "samples.png" in root, (child.info.run_name, root)
+        assert not any(p.startswith("training") for p in root)
+    parent_root = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"training-images-pixels.png", "comparison.json", "comparison.csv",
+            "comparison.png", "glossary.md"} <= parent_root
+
+
+def test_parent_holds_a_table_not_flattened_metrics(tiny_run, flow_store, tmp_path):
+    outcome, parent, _ = tiny_run
+    assert set(parent.data.metrics) <= {"n_runs", "n_failed"} | {
+        k for k in parent.data.metrics if k.startswith("time_") and k.endswith("_seconds")}
+    path = _client(flow_store).download_artifacts(parent.info.run_id, "comparison.json", str(tmp_path))
+    table = json.loads(Path(path).read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    assert len(rows) == 9
+    land_box = next(r for r in rows if r["run"] == "box | land")
+    assert land_box["kl_to_truth"] == "inf"
+    exact = {(r.dataset, r.label): r.metrics for r in outcome.results}
+    for r in rows:
+        value = exact[(r["dataset"], r["label"])]["out_of_support_rate"]
+        assert r["out_of_support_rate"] == pytest.approx(value)
+
+
+def test_parent_inputs_have_schema_rows_and_the_reports_digests(tiny_run, flow_store, tmp_path):
+    from pmodel.datasets.digest import path_digest
+
+    _, parent, _ = tiny_run
+    inputs = {i.dataset.name: i.dataset for i in parent.inputs.dataset_inputs}
+    assert set(inputs) == {f"{d}-{r}" for d in ("fashion", "pixels", "land") for r in ("train", "heldout")}
+    for name, ds in inputs.items():
+        source = json.loads(ds.source)["uri"]
+        profile = json.loads(ds.profile)
+        assert profile["sha256"] == path_digest(source)
+        expected_rows = 20 if name.endswith("train") else 100
+        assert profile["num_rows"] == expected_rows, name
+        schema = json.loads(ds.schema)
+        if name.startswith("pixels"):
+            spec = json.loads(schema["mlflow_tensorspec"]["features"])
+            assert spec[0]["tensor-spec"] == {"dtype": "uint8", "shape": [-1, 32, 32]}
+        else:
+            cols = [c["name"] for c in schema["mlflow_colspec"]]
+            assert cols == (["lon", "lat"] if name.startswith("land") else
+                            ["accessories_type", "clothing_color", "clothing_type", "hair_color",
+                             "hair_type"])
+    # the validation reports name the same digests as the inputs
+    client = _client(flow_store)
+    reports = client.download_artifacts(parent.info.run_id, "validation", str(tmp_path))
+    by_path = {}
+    for report in Path(reports).glob("*.json"):
+        payload = json.loads(report.read_text())
+        by_path[str(Path(payload["path"]).resolve())] = payload["input_sha256"]
+    for ds in inputs.values():
+        source = str(Path(json.loads(ds.source)["uri"]).resolve())
+        assert by_path[source] == json.loads(ds.profile)["sha256"], source
+
+
+def test_glossary_covers_every_recorded_metric(tiny_run):
+    from pmodel.glossary import describe
+
+    _, parent, children = tiny_run
+    for run in [parent, *children]:
+        for key in tracking.read_metrics(run):
+            assert describe(key) is not None, key
+
+
+# ---------------------------------------------------------------------------
+# pmodel ui: answers, serves the runs, leaves nothing behind, refuses a taken port
+# ---------------------------------------------------------------------------
+
+def _start_ui(store: str, port: int, tmp: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port),
+                             "--tracking-uri", store], cwd=REPO, env=_env(tmp),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_ready(proc: subprocess.Popen, timeout: float = 180) -> list[str]:
+    """The lines `pmodel ui` prints up to and including its links."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail("pmodel ui ended before it was ready:\n" + "".join(lines))
+        lines.append(line)
+        if "workflowType" in line:
+            return lines
+    pytest.fail("pmodel ui was not ready in time:\n" + "".join(lines))
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+@pytest.mark.slow
+def test_pmodel_ui_serves_the_runs_through_its_rest_api(tiny_run, flow_store, tmp_path):
+    outcome, _, _ = tiny_run
+    port = _free_port()
+    proc = _start_ui(flow_store, port, tmp_path)
+    try:
+        lines = _wait_ready(proc)
+        ready = next(line for line in lines if "ready on" in line)
+        assert f"http://127.0.0.1:{port}" in ready
+        link = next(line for line in lines if line.strip().startswith("tiny:"))
+        assert link.strip().endswith(
+            f"/#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
+            "&viewStateShareKey=pmodel-runs")
+        # printed only once the server answers: it answers at once
+        body = json.dumps({"experiment_ids": [outcome.experiment_id], "max_results": 100}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
+                                         data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            runs = json.loads(response.read())["runs"]
+        names = {r["info"]["run_name"] for r in runs}
+        assert len(runs) == 10 and "NB a=1 | pixels" in names and "tiny" in names
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_kill_9_of_pmodel_ui_leaves_no_process_behind(flow_store, tmp_path):
+    import psutil
+
+    tracking.prepare_store(flow_store)
+    port = _free_port()
+    proc = _start_ui(flow_store, port, tmp_path)
+    try:
+        _wait_ready(proc)
+        family = _descendants(proc.pid)
+        assert len(family) >= 2  # the server, its uvicorn, the guard ...
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        gone, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+        with socket.socket() as s:  # nobody serves the port any more
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        for p in _descendants(os.getpid()):
+            if p.pid != proc.pid and "flows.cli" in " ".join(p.cmdline()):
+                p.kill()
+
+
+@pytest.mark.slow
+def test_pmodel_ui_exits_1_when_its_port_is_taken(flow_store, tmp_path):
+    tracking.prepare_store(flow_store)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _start_ui(flow_store, port, tmp_path)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert f"port {port} on 127.0.0.1 is already in use" in out and "--port" in out
