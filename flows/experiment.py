@@ -241,6 +241,7 @@ def log_children(uri: str, experiment_id: str, parent: str, config, ingested: di
             scored = b.score.result()
             result = result.with_(metrics=scored["metrics"], notes=tuple(scored["notes"]),
                                   skipped=scored["skipped"], log_prob_kind=scored["log_prob_kind"],
+                                  taxonomy=scored.get("taxonomy"),
                                   problem_path=b.split.result(), model_path=b.fit.result(),
                                   samples_path=b.sample.result())
         else:

@@ -111,6 +111,33 @@ SCORES: dict[str, Score] = {
     "n_parameters": Score("free parameters of the fitted model (absent, with n_parameters_is_"
                           "infinite = 1, when beyond a float: see log10_n_parameters)", "count"),
     "log10_n_parameters": Score("log10 of the number of free parameters", "log10(count)"),
+    "valid_novel_rate": Score(
+        "images: share of samples that are valid renders AND show a combination no training "
+        "image shows (the chapter's second challenge: finding the valid part of pixel space "
+        "beyond copying); samples rounded to whole grey levels first", "fraction 0..1", "higher"),
+    "heldout_loglik_iwae": Score(
+        "a VAE's importance-weighted bound on the mean held-out log-likelihood (k = iwae_samples "
+        "draws of z): tighter than the ELBO (heldout_loglik_bound), still a lower bound", _NATS,
+        "higher"),
+    "heldout_bits_per_dim_iwae": Score("images: bits per pixel from heldout_loglik_iwae (an upper "
+                                       "bound)", "bits per pixel", "lower"),
+    "train_epochs": Score("deep families: epochs the training loop ran", "count"),
+    "train_seconds": Score("deep families: wall time of the training loop itself (fit_seconds also "
+                           "counts the wait for a torch slot)", "seconds", "lower"),
+    "seconds_per_epoch": Score("deep families: train_seconds / train_epochs", "seconds", "lower"),
+    "stopped_by_seconds": Score("deep families: 1 when the seconds budget ended training (then the "
+                                "weights depend on the machine's speed), 0 when the epochs budget "
+                                "or early stopping did", "0 or 1"),
+    "mass_outside_domain": Score("deep families on points: the share of the model's density outside "
+                                 "the region's rectangle, renormalised away (log_prob is per deg^2 "
+                                 "inside the rectangle)", "fraction 0..1"),
+    "loss": Score("deep families, per epoch (step): the training loss, mean over the epoch's "
+                  "batches (nats per example, or bits per pixel on images)", "per example", "lower"),
+    "val_loss": Score("deep families, per epoch (step): the loss on the validation split carved "
+                      "from the training data (early stopping keeps the best epoch)", "per example",
+                      "lower"),
+    "loss_d": Score("GAN, per epoch (step): the discriminator's loss", "nats per example"),
+    "loss_g": Score("GAN, per epoch (step): the generator's (non-saturating) loss", "nats per example"),
     "n_runs": Score("child runs of this run", "count"),
     "n_failed": Score("child runs that failed", "count", "lower"),
 }
@@ -173,6 +200,17 @@ FAMILY_ASSUMES: dict[str, str] = {
     "naive_bayes": "the features (columns, pixels, or longitude and latitude) are independent: "
                    "p(x) is the product of one learnt histogram per feature, each smoothed by "
                    "adding alpha to every count",
+    "autoregressive": "each feature depends on the ones before it, p(x) = prod_i p(x_i | x_<i): "
+                      "a masked autoregressive flow on points, a chain of small MLPs on rows, a "
+                      "gated PixelCNN on images (exact likelihood)",
+    "flow": "the data are an invertible, smooth warp of Gaussian noise (change of variables): a "
+            "neural spline flow on points, RealNVP on dequantised pixels (a lower bound there)",
+    "vae": "the data are decoded from a low-dimensional Gaussian code, the features independent "
+           "given the code; the likelihood is bounded from below (ELBO, and the tighter IWAE)",
+    "gan": "the data are a learnt function of Gaussian noise, trained against a discriminator: "
+           "samples but no likelihood",
+    "diffusion": "the data are what step-by-step denoising of Gaussian noise produces (DDPM); the "
+                 "likelihood is bounded from below by the variational bound",
 }
 
 #: What the main picture (``samples.png``) shows, per data kind.

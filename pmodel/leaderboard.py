@@ -134,14 +134,15 @@ def as_text(results: list[RunResult]) -> str:
     for dataset, rows in ranked(results).items():
         extra = _extra_column(rows)
         lines.append(f"\n{dataset} (best first, {_rule(rows)})")
-        lines.append(f"  {'family':<34} {'kl_to_truth':>11} {'heldout_loglik':>14} "
+        lines.append(f"  {'family':<34} {'taxonomy':<15} {'kl_to_truth':>11} {'heldout_loglik':>14} "
                      f"{'in_support':>10} {'out_of_support':>14} {extra:>13}")
         for r in rows:
             if r.error:
                 lines.append(f"  {r.label:<34} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
             kl, ll, ins, oos, ex = _cells(r, extra)
-            lines.append(f"  {r.label:<34} {kl:>11} {ll:>14} {ins:>10} {oos:>14} {ex:>13}")
+            lines.append(f"  {r.label:<34} {r.taxonomy or '-':<15} {kl:>11} {ll:>14} {ins:>10} {oos:>14} "
+                         f"{ex:>13}")
     lines.append("\n(" + FOOTNOTE + ")")
     return "\n".join(lines)
 

@@ -45,7 +45,8 @@ class RunResult:
 
     ``metrics`` are the scores (``pmodel.scores``) plus timings and parameter
     counts; ``skipped`` maps each score that could not apply to the reason;
-    ``log_prob_kind`` is the family's ("exact", "lower_bound", "none").
+    ``log_prob_kind`` is the family's ("exact", "lower_bound", "none"), ``taxonomy`` its
+    place in the chapter's taxonomy ("counting", "autoregressive", "flow", ...).
     """
 
     dataset: str
@@ -57,6 +58,7 @@ class RunResult:
     skipped: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     log_prob_kind: str | None = None
+    taxonomy: str | None = None         # the family's place in the chapter's taxonomy
     error: str | None = None
     run_id: str | None = None
     problem_path: str | None = None

@@ -7,7 +7,8 @@ exact KL(P_data || P_model) of a model, and the sample scores only it can give:
 class           knowledge                                   sample scores
 ==============  ==========================================  ==================================
 TableTruth      a probability for every cell of a table     -
-RenderTruth     a finite set of valid images, with probs    valid_rate, n_valid_combinations
+RenderTruth     a finite set of valid images, with probs    valid_rate, n_valid_combinations,
+                                                            valid_novel_rate
 LandTruth       a region of the land mask (uniform on land) on_land_rate, land_coverage
 ==============  ==========================================  ==================================
 
@@ -51,8 +52,9 @@ class Truth(ABC):
     def kl(self, model) -> float:
         """KL(P_data || P_model) from ``model.log_prob``, nats."""
 
-    def sample_scores(self, samples: np.ndarray) -> dict[str, float]:
-        """Scores of a model's samples that only this truth can give."""
+    def sample_scores(self, samples: np.ndarray, *, train: np.ndarray | None = None) -> dict[str, float]:
+        """Scores of a model's samples that only this truth can give (``train``: the
+        training examples, for scores that compare with them)."""
         return {}
 
 
@@ -99,9 +101,12 @@ class RenderTruth(Truth):
     def kl(self, model) -> float:
         return truth_scores.kl_categorical(self.probs, model.log_prob(self.images))
 
-    def sample_scores(self, samples: np.ndarray) -> dict[str, float]:
+    def sample_scores(self, samples: np.ndarray, *, train: np.ndarray | None = None) -> dict[str, float]:
         v = image_scores.image_validity(samples, self.images)
-        return {"valid_rate": v["valid_rate"], "n_valid_combinations": float(v["n_valid_combinations"])}
+        out = {"valid_rate": v["valid_rate"], "n_valid_combinations": float(v["n_valid_combinations"])}
+        if train is not None:
+            out["valid_novel_rate"] = image_scores.valid_novel_rate(samples, self.images, train)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +122,6 @@ class LandTruth(Truth):
     def kl(self, model) -> float:
         return truth_scores.kl_land(self.land, model.log_prob)
 
-    def sample_scores(self, samples: np.ndarray) -> dict[str, float]:
+    def sample_scores(self, samples: np.ndarray, *, train: np.ndarray | None = None) -> dict[str, float]:
         return {"on_land_rate": land_scores.on_land_rate(samples, self.land),
                 "land_coverage": land_scores.land_coverage(samples, self.land)["land_coverage"]}

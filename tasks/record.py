@@ -117,6 +117,7 @@ def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
         from pmodel.plots.latent import latent_pictures
 
         files.extend((path, "pictures") for path in latent_pictures(model, problem, out, name))
+    files.extend((path, "pictures") for path in _deep_pictures(problem, model, out, name))
     return files, note
 
 
@@ -155,6 +156,24 @@ def stage_pictures(result: RunResult, problem, model, samples: np.ndarray, stage
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cached / file_name, target / file_name)
     return meta["note"]
+
+
+# -- the deep families' pictures (pmodel.plots_deep): training curves, a diffusion strip --
+def _deep_pictures(problem, model, out: Path, name: str) -> list[Path]:
+    if not getattr(model, "history_", None):
+        return []
+    from pmodel.plots import deep as plots_deep
+
+    files = [plots_deep.training_curves(model.history_, out / "training-curves.png", title=name)]
+    if hasattr(model, "denoising_steps"):
+        d = problem.domain
+        region = (d.lon_min, d.lon_max, d.lat_min, d.lat_max) if problem.kind == "points" else None
+        chain = model.denoising_steps(6 if problem.kind == "image" else 2000,
+                                      rng=np.random.default_rng([0, 11]))
+        files.append(plots_deep.denoising_strip(chain, out / "denoising-steps.png", kind=problem.kind,
+                                                levels=getattr(d, "levels", 256), region=region,
+                                                title=f"{name}: from noise to a sample"))
+    return files
 
 
 def _value_text(value: float) -> str:
@@ -283,6 +302,7 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
         params.update(n_train=len(problem.train), n_heldout=len(problem.heldout),
                       n_parameters_exact=str(model.n_parameters_)[:200])
         tags = {"log_prob_kind": result.log_prob_kind or model.log_prob_kind,
+                "taxonomy": result.taxonomy or getattr(model, "taxonomy", ""),
                 **{f"skipped.{score}": why for score, why in (result.skipped or {}).items()}}
         with tempfile.TemporaryDirectory() as tmp:
             # everything the run keeps as files, staged in its artifact layout, logged in one call
@@ -319,7 +339,9 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
         # "entry": the experiment's family entry (same on every dataset, so the plot's rows
         # line up); "label": with the kind's own hyperparameters (e.g. a grid's cell size)
         row = {"dataset": r.dataset, "family": r.family, "entry": r.entry, "label": r.label,
-               "status": "failed" if r.error else "ok"}
+               "status": "failed" if r.error else "ok",
+               # the chapter's taxonomy and what the likelihood figure is (exact / lower_bound / none)
+               "taxonomy": r.taxonomy or "", "log_prob_kind": r.log_prob_kind or ""}
         row.update(r.metrics or {})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -250,4 +250,4 @@ def score_family(problem_path: str, model_path: str, samples_path: str, dataset:
     metrics, skipped = score(model, problem, samples, fit_seconds=fit_seconds,
                              sample_seconds=sample_seconds)
     return {"metrics": metrics, "skipped": skipped, "notes": list(problem.notes),
-            "log_prob_kind": model.log_prob_kind}
+            "log_prob_kind": model.log_prob_kind, "taxonomy": model.taxonomy}

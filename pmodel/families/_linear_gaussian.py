@@ -39,6 +39,7 @@ class LinearGaussianImage(Family):
     """Base class: subclasses fit ``mean_`` (D,), ``W_`` (k, D), ``psi_`` (D,) in :meth:`_fit_gaussian`."""
 
     kinds = ("image",)
+    taxonomy = "latent variable"  # x = W z + noise, z ~ N(0, I) (PCA, factor analysis)
     log_prob_kind = "lower_bound"
     hyperparameters = {"n_components": N_COMPONENTS}
 

@@ -137,6 +137,10 @@ class Family(ABC):
     log_prob_kind: ClassVar[str] = "exact"
     #: what the family assumes, in one line (shown beside its runs)
     assumes: ClassVar[str] = ""
+    #: where the chapter's taxonomy puts it: "counting" (the chapter's own models),
+    #: "autoregressive", "flow" (explicit, tractable), "latent variable", "diffusion"
+    #: (explicit, approximate), "implicit" (no density); leaderboards group by it
+    taxonomy: ClassVar[str] = ""
 
     def __init__(self, domain: Domain, **hyperparameters):
         if domain.kind not in self.kinds:

@@ -30,6 +30,7 @@ class PointsBox(Family):
     """
 
     name, kinds = "box", ("points",)
+    taxonomy = "counting"
     assumes = "uniform over the bounding box of the training points (sea included)"
     #: capability: the fitted box_ (lon_min, lon_max, lat_min, lat_max) is the chapter's orange box
     has_box = True
@@ -75,6 +76,7 @@ class CategoricalBox(Family):
     """
 
     name, kinds = "box", ("categorical",)
+    taxonomy = "counting"
     assumes = "every combination of the categories seen in training is equally likely"
 
     def __init__(self, domain: CategoricalDomain):
@@ -116,6 +118,7 @@ class ImageBox(Family):
     """
 
     name, kinds = "box", ("image",)
+    taxonomy = "counting"
     assumes = "each pixel uniform between its lowest and highest training value, independently"
 
     def __init__(self, domain: ImageDomain):

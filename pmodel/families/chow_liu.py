@@ -142,6 +142,8 @@ class ChowLiuTree(Family):
     """
 
     name, kinds = "chow_liu", ("categorical",)
+    # p(x) = prod_i p(x_i | x_parent(i)): conditionals in a tree order, an autoregressive factorisation
+    taxonomy = "autoregressive"
     hyperparameters = {"alpha": replace(ALPHA, default=1.0)}
     assumes = "each column depends on at most one other (a tree of pairwise dependencies)"
 

@@ -59,6 +59,7 @@ class PointsGaussianMixture(Family):
     """
 
     name, kinds = "gmm", ("points",)
+    taxonomy = "latent variable"
     hyperparameters = {
         "n_components": Hyper(int, 10, ge=1, le=10_000, doc="number of Gaussians"),
         "reg_covar": Hyper(float, 1e-6, ge=0.0, le=1e6, doc="added to each covariance's diagonal, deg^2"),

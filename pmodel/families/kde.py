@@ -77,6 +77,7 @@ class PointsKernelDensity(Family):
     """
 
     name, kinds = "kde", ("points",)
+    taxonomy = "counting"  # a histogram whose bins are smooth kernels on the training points
     hyperparameters = {"bandwidth": Hyper(float, 0.0, ge=0.0, le=360.0,
                                           doc="kernel width in degrees; 0 = by cross-validated likelihood")}
     assumes = "the density is smooth at the scale of the bandwidth"

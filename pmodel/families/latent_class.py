@@ -154,6 +154,7 @@ class LatentClass(Family):
     """
 
     name, kinds = "latent_class", ("categorical", "image")
+    taxonomy = "latent variable"
     hyperparameters = {
         "n_components": Hyper(int, 10, ge=1, le=10_000, doc="K, the number of latent classes"),
         "alpha": Hyper(float, 0.1, gt=0.0, le=1e6, doc="additive smoothing of each class's tables (> 0)"),

@@ -55,6 +55,7 @@ class CategoricalMultinomial(Family):
     """
 
     name, kinds = "multinomial", ("categorical",)
+    taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
     assumes = "nothing: one probability per cell of the full table (counts + alpha)"
 
@@ -99,6 +100,7 @@ class PointsMultinomial(Family):
     """
 
     name, kinds = "multinomial", ("points",)
+    taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA, "cell_deg": CELL_DEG}
     assumes = "uniform inside each grid cell; one probability per cell (counts + alpha)"
 
@@ -160,6 +162,7 @@ class ImageMultinomial(Family):
     """
 
     name, kinds = "multinomial", ("image",)
+    taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
     assumes = "nothing: one probability per possible image (only the seen ones are stored)"
 

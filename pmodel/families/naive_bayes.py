@@ -57,6 +57,7 @@ class CategoricalNaiveBayes(Family):
     """
 
     name, kinds = "naive_bayes", ("categorical",)
+    taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
     assumes = "the columns are independent of each other"
 
@@ -114,6 +115,7 @@ class ImageNaiveBayes(Family):
     """
 
     name, kinds = "naive_bayes", ("image",)
+    taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
     assumes = "the pixels are independent of each other"
 
@@ -156,6 +158,7 @@ class PointsNaiveBayes(Family):
     """
 
     name, kinds = "naive_bayes", ("points",)
+    taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA, "bin_deg": BIN_DEG}
     assumes = "longitude and latitude are independent (a product of two histograms)"
 

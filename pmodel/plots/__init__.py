@@ -15,6 +15,8 @@ comparison  ``comparison_plot``: every family on every dataset, one panel per
             (dataset, metric)
 latent      ``latent_pictures``: a latent space coloured by the known factors,
             and a traversal for families that decode
+deep        ``training_curves`` (``history_`` against the epoch) and
+            ``denoising_strip`` (a diffusion model's chain from noise to a sample)
 ==========  ==================================================================
 
 The numbers a picture prints come from small public helpers

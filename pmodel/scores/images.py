@@ -44,6 +44,19 @@ def image_validity(samples, renders, *, threshold: float | None = None) -> dict:
         ``mean_distance``: mean RMS distance to the nearest render, all samples;
         ``threshold_min``, ``threshold_median``: of the thresholds in use.
     """
+    ok, idx, rms, thresholds, _ = _nearest_valid(samples, renders, threshold)
+    return {
+        "valid_rate": float(ok.mean()),
+        "n_valid_combinations": int(np.unique(idx[ok]).size),
+        "mean_distance": float(rms.mean()),
+        "threshold_min": float(thresholds.min()),
+        "threshold_median": float(np.median(thresholds)),
+    }
+
+
+def _nearest_valid(samples, renders, threshold=None):
+    """Per sample: valid or not, index of its nearest distinct render, RMS distance;
+    and the thresholds and the distinct renders (m', hw)."""
     samples = np.asarray(samples)
     renders = np.asarray(renders)
     if renders.ndim != 3 or samples.ndim != 3 or samples.shape[1:] != renders.shape[1:]:
@@ -66,10 +79,33 @@ def image_validity(samples, renders, *, threshold: float | None = None) -> dict:
     dist, idx = nn.kneighbors(X, n_neighbors=1)  # (n, 1)
     rms = dist[:, 0] / np.sqrt(n_pixels)
     ok = rms <= thresholds[idx[:, 0]]
-    return {
-        "valid_rate": float(ok.mean()),
-        "n_valid_combinations": int(np.unique(idx[ok, 0]).size),
-        "mean_distance": float(rms.mean()),
-        "threshold_min": float(thresholds.min()),
-        "threshold_median": float(np.median(thresholds)),
-    }
+    return ok, idx[:, 0], rms, thresholds, valid
+
+
+def valid_novel_rate(samples, renders, train) -> float:
+    """Share of samples that are valid AND show a combination absent from the training set.
+
+    A sample is valid as in :func:`image_validity` (within its nearest render's
+    threshold); it is novel when that nearest render (the combination it shows)
+    is none of the training images. The chapter's second challenge: finding
+    the tiny valid part of pixel space, beyond copying what was seen. Samples
+    are rounded to whole levels first (``np.rint``, clipped to 0..255), so
+    continuous models' float images are scored as the images they would save.
+
+    Examples
+    --------
+    >>> r = np.array([[[0]], [[100]], [[200]]])
+    >>> valid_novel_rate(np.array([[[1.2]], [[99]], [[300.0]]]), r, train=r[:1])  # 300 -> 255: invalid
+    0.3333333333333333
+    """
+    samples = np.clip(np.rint(np.asarray(samples, dtype=np.float64)), 0, 255)
+    ok, idx, _, _, valid = _nearest_valid(samples, renders)
+    train = np.asarray(train).reshape(len(train), -1).astype(np.float64)
+    seen = np.zeros(len(valid), dtype=bool)
+    if len(train):
+        # each distinct render: is it one of the training images?
+        both = np.concatenate([valid, train])
+        _, ids = np.unique(both, axis=0, return_inverse=True)
+        ids = ids.ravel()
+        seen = np.isin(ids[:len(valid)], ids[len(valid):])
+    return float(np.mean(ok & ~seen[idx]))

@@ -78,6 +78,10 @@ NEEDS: dict[str, Callable[[ScoreContext], str | None]] = {
     "box": lambda c: None if getattr(type(c.model), "has_box", False) else
     f"only for a fitted box; {c.model.name} has none",
     "points": lambda c: None if c.problem.kind == "points" else f"only for points data, not {c.problem.kind}",
+    "iwae": lambda c: None if getattr(type(c.model), "has_iwae", False) else
+    f"needs an importance-weighted bound (a VAE); {c.model.name} has none",
+    "trained": lambda c: None if getattr(c.model, "epochs_", None) is not None else
+    f"only for families trained by a loop; {c.model.name} is fitted in closed form",
 }
 
 

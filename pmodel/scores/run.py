@@ -27,6 +27,14 @@ latent_r2_<factor>, latent_r2  held-out R^2 of a linear read-out of each known f
                                from the code (fitted on the training codes), and the mean
 latent_mig (_<factor>)         mutual information gap (Chen et al. 2018; 20 bins per      encoder, factors
                                code dimension, normalised by the factor's entropy)
+valid_novel_rate               images: share of samples valid AND showing a combination   truth:renders
+                               no training image shows (samples rounded to levels first)
+heldout_loglik_iwae            the importance-weighted bound (VAE, k = iwae_samples):     iwae
+(heldout_bits_per_dim_iwae)    between the ELBO and log p; still a lower bound
+train_epochs, train_seconds,   how a trained family's loop ended; stopped_by_seconds = 1  trained
+seconds_per_epoch,             when the wall-clock budget stopped it
+stopped_by_seconds,
+mass_outside_domain            points: the model's raw mass outside the rectangle
 =============================  =========================================================  =================
 """
 
@@ -88,10 +96,36 @@ def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
 
 
 @score("truth_sample_scores", needs=("truth",),
-       metrics=("valid_rate", "n_valid_combinations", "on_land_rate", "land_coverage"))
+       metrics=("valid_rate", "n_valid_combinations", "valid_novel_rate", "on_land_rate", "land_coverage"))
 def truth_sample_scores(ctx: ScoreContext) -> dict[str, float]:
-    """The sample scores only the dataset's truth can give (validity, land vs ocean)."""
-    return ctx.truth.sample_scores(ctx.samples)
+    """The sample scores only the dataset's truth can give (validity, valid and novel, land vs ocean)."""
+    return ctx.truth.sample_scores(ctx.samples, train=ctx.problem.train)
+
+
+@score("heldout_loglik_iwae", needs=("iwae",), metrics=("heldout_loglik_iwae", "heldout_bits_per_dim_iwae"))
+def heldout_loglik_iwae(ctx: ScoreContext) -> dict[str, float]:
+    """The importance-weighted bound (a VAE's IWAE_k): tighter than the ELBO, still a lower bound."""
+    s = _heldout(ctx.model.log_prob_iwae(ctx.problem.heldout), n_dims=_n_dims(ctx))
+    out = {"heldout_loglik_iwae": s.mean_loglik}
+    if s.bits_per_dim is not None:
+        out["heldout_bits_per_dim_iwae"] = s.bits_per_dim
+    return out
+
+
+@score("training", needs=("trained",),
+       metrics=("train_epochs", "train_seconds", "seconds_per_epoch", "stopped_by_seconds",
+                "mass_outside_domain"))
+def training(ctx: ScoreContext) -> dict[str, float]:
+    """How a trained family's loop ended: epochs, seconds, whether the seconds budget
+    stopped it (then the fit is not reproducible to the bit), and for points the
+    share of the model's raw mass outside the rectangle (renormalised away)."""
+    m = ctx.model
+    out = {"train_epochs": float(m.epochs_), "train_seconds": float(m.train_seconds_),
+           "seconds_per_epoch": float(m.train_seconds_) / max(int(m.epochs_), 1),
+           "stopped_by_seconds": float(m.stopped_by_ == "seconds")}
+    if getattr(m, "mass_outside_", None) is not None:
+        out["mass_outside_domain"] = float(m.mass_outside_)
+    return out
 
 
 @score("box_land_shares", needs=("truth:land", "box"),

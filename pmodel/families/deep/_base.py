@@ -1,0 +1,238 @@
+"""DeepFamily: a family whose model is a torch module trained by the shared loop.
+
+A subclass says how to turn the training data into a tensor (``_prepare``),
+which module to build from which config dataclass (``_config``, ``_module``),
+and the loss (``_loss``); fitting, saving and loading are here. A checkpoint is
+the ``state_dict`` as plain numpy arrays plus the config dataclass as JSON
+(through the contract's ``model.json`` + ``arrays.npz``), never a pickle.
+
+Per-kind helpers:
+
+- points: inputs standardised, ``z = (x - shift) / scale``, so the density per
+  deg^2 is ``log p(x) = log p_z(z) - sum_j log scale_j`` (the Jacobian counted).
+  A model's density lives on R^2 while the domain is a lon/lat rectangle, so
+  pmodel renormalises it to the rectangle: ``p_R(x) = p(x) / Z`` inside,
+  0 outside, ``Z = P(x in R)``; sampling rejects draws outside (the same p_R).
+  ``Z`` is computed by midpoint quadrature on a 400 x 400 grid for exact
+  densities, and estimated from 20,000 samples for the others (then the bound
+  is shifted by the estimate's log). ``mass_outside_ = 1 - Z`` is kept.
+- images: naive Bayes per-pixel log-marginals to start a model at what the
+  simple model already knows; padding to a multiple of 4 for conv nets.
+- categorical: one-hot rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from pmodel.families.base import Family
+from pmodel.families.deep import _torch, _train
+
+QUADRATURE_N = 400        # grid points per axis for Z of an exact density on the rectangle
+MASS_SAMPLES = 20_000     # samples for Z of a bound or an implicit model
+
+
+class DeepFamily(Family):
+    """Base of the torch families. Learned: ``config_`` (dataclass), ``module_``
+    (the torch module), ``history_``, ``stopped_by_``, ``epochs_``, ``train_seconds_``."""
+
+    taxonomy: ClassVar[str] = ""
+    dtype: ClassVar[torch.dtype] = torch.float32
+    hyperparameters = dict(_train.TRAINING_HYPERPARAMETERS)
+
+    # -- what a subclass writes ------------------------------------------
+    def _prepare(self, X: np.ndarray) -> torch.Tensor:
+        """The training tensor (learns any standardisation)."""
+        raise NotImplementedError
+
+    def _config(self, X: np.ndarray):
+        raise NotImplementedError
+
+    def _module(self, config) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, module, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return module.loss(batch, g)
+
+    def _init_from_data(self, X: np.ndarray) -> None:
+        """After the module is built, before training (e.g. naive Bayes logits)."""
+
+    def _val_loss(self, module, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self._loss(module, batch, g)
+
+    def _on_epoch(self, epoch: int) -> None:
+        """Before each epoch (a schedule)."""
+
+    def _train(self, data: torch.Tensor, rng: np.random.Generator) -> _train.Trained:
+        return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self), loss=self._loss,
+                            val_loss=self._val_loss, on_epoch=self._on_epoch,
+                            desc=f"{self.name} ({self.kind})")
+
+    def _after_fit(self, X: np.ndarray, rng: np.random.Generator) -> None:
+        """After training (e.g. the rectangle's mass)."""
+
+    # -- fit ---------------------------------------------------------------
+    def fit(self, X, *, rng: np.random.Generator | None = None):
+        X = self._check_train(X)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        with _torch.slot():
+            data = self._prepare(X)
+            self.config_ = self._config(X)
+            self.module_ = _torch.build(lambda: self._module(self.config_).to(self.dtype),
+                                        _torch.seed_from(rng))
+            self._init_from_data(X)
+            trained = self._train(data, rng)
+            self.history_ = trained.history
+            self.stopped_by_, self.epochs_ = trained.stopped_by, trained.epochs
+            self.train_seconds_ = trained.seconds
+            self.n_parameters_ = _torch.n_parameters(self.module_)
+            self._after_fit(X, rng)
+        return self
+
+    # -- saving ------------------------------------------------------------
+    def _state(self):
+        state = super()._state()
+        state["module_"] = _torch.state_arrays(state["module_"])
+        state["history_"] = {k: np.asarray(v, dtype=np.float64) for k, v in self.history_.items()}
+        return state
+
+    def _set_state(self, state):
+        weights = state.pop("module_")
+        history = state.pop("history_", {})
+        super()._set_state(state)
+        self.history_ = {k: [float(x) for x in v] for k, v in history.items()}
+        self.module_ = _torch.build(lambda: self._module(self.config_).to(self.dtype), 0)
+        _torch.load_arrays(self.module_, weights)
+        self.module_.eval()
+
+    # -- helpers -------------------------------------------------------------
+    def _tensor(self, X) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(X), dtype=self.dtype)
+
+    def _in_batches(self, fn, X: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+        """``fn`` over rows of ``X`` in batches, without gradients, as float64 numpy."""
+        out = []
+        with torch.no_grad():
+            for sl in _torch.batches(len(X), batch_size):
+                out.append(fn(X[sl]).detach().to(torch.float64).numpy())
+        return np.concatenate(out) if out else np.zeros((0,))
+
+
+# ---------------------------------------------------------------------------
+# points: standardised coordinates, a density renormalised to the rectangle
+# ---------------------------------------------------------------------------
+
+class PointsDeep(DeepFamily):
+    """Points on the domain's rectangle. Subclasses give ``_log_prob_z`` (exact or a
+    bound, on standardised coordinates; None for implicit models) and ``_draw_z``."""
+
+    dtype = torch.float32  # twice as fast as float64; log-densities to ~1e-6 relative
+    #: how Z = P(x in rectangle) is found: "quadrature" (exact densities) or "samples"
+    mass_by: ClassVar[str] = "quadrature"
+
+    def _prepare(self, X):
+        self.shift_ = X.mean(axis=0)
+        self.scale_ = np.maximum(X.std(axis=0), 1e-6)
+        return self._tensor((X - self.shift_) / self.scale_)
+
+    def _log_prob_z(self, Z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _draw_z(self, n: int, g: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _log_density_r2(self, X: np.ndarray, log_prob_z=None) -> np.ndarray:
+        """log p(x) per deg^2 on the whole plane: ``log p_z(z) - sum log scale``."""
+        Z = self._tensor((X - self.shift_) / self.scale_)
+        return self._in_batches(log_prob_z or self._log_prob_z, Z, 8192) - np.log(self.scale_).sum()
+
+    def _draw_r2(self, n: int, g: torch.Generator) -> np.ndarray:
+        with torch.no_grad():
+            z = self._draw_z(n, g).to(torch.float64).numpy()
+        return z * self.scale_ + self.shift_
+
+    def _after_fit(self, X, rng):
+        d = self.domain
+        if self.mass_by == "quadrature":
+            # midpoint rule: Z = sum_cells p(centre) * cell area
+            n = QUADRATURE_N
+            lon = d.lon_min + (np.arange(n) + 0.5) * (d.lon_max - d.lon_min) / n
+            lat = d.lat_min + (np.arange(n) + 0.5) * (d.lat_max - d.lat_min) / n
+            grid = np.stack(np.meshgrid(lon, lat), axis=-1).reshape(-1, 2)
+            lp = self._log_density_r2(grid) + math.log(d.area / n**2)
+            log_mass = float(np.logaddexp.reduce(lp))
+        else:
+            x = self._draw_r2(MASS_SAMPLES, _torch.generator(_torch.seed_from(rng)))
+            inside = max(int(d.in_support(x).sum()), 1)
+            log_mass = math.log(inside / MASS_SAMPLES)
+        self.log_mass_ = min(log_mass, 0.0) if self.mass_by == "samples" else log_mass
+        self.mass_outside_ = float(1.0 - math.exp(self.log_mass_))
+
+    def log_prob(self, X, *, log_prob_z=None) -> np.ndarray:
+        """log p_R(x) per deg^2: the model's density renormalised to the rectangle;
+        -inf outside it."""
+        self._check_fitted()
+        X = self.domain.check(X)
+        inside = self.domain.in_support(X)
+        out = np.full(len(X), -np.inf)
+        if inside.any():
+            out[inside] = self._log_density_r2(X[inside], log_prob_z) - self.log_mass_
+        return out
+
+    def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
+        """n draws from p_R: draws from the model, those outside the rectangle rejected."""
+        self._check_fitted()
+        n = self._check_n(n_samples)
+        g = _torch.generator(_torch.seed_from(rng))
+        rate = max(math.exp(self.log_mass_), 1e-3)
+        kept, total, tries = [], 0, 0
+        while total < n:
+            x = self._draw_r2(int(1.2 * (n - total) / rate) + 64, g)
+            x = x[self.domain.in_support(x)]
+            kept.append(x)
+            total += len(x)
+            tries += 1
+            if tries > 50:
+                raise RuntimeError(f"{self.name}: {total} of {n} samples fell in the domain "
+                                   f"{self.domain} after 50 rounds of draws; cannot sample it")
+        return np.concatenate(kept)[:n] if n else np.zeros((0, 2))
+
+
+# ---------------------------------------------------------------------------
+# images and categorical rows
+# ---------------------------------------------------------------------------
+
+def naive_bayes_logits(X: np.ndarray, levels: int, alpha: float = 1.0) -> np.ndarray:
+    """Per-pixel log-marginals with additive smoothing, (n_pixels, levels):
+    ``log (count + alpha) / (N + alpha * levels)`` (naive Bayes's parameters)."""
+    flat = X.reshape(len(X), -1).astype(np.int64)
+    counts = np.stack([np.bincount(col, minlength=levels) for col in flat.T]).astype(np.float64)
+    return np.log(counts + alpha) - np.log(len(X) + alpha * levels)
+
+
+def column_logits(X: np.ndarray, shape: tuple[int, ...], alpha: float = 1.0) -> list[np.ndarray]:
+    """Each column's smoothed log-marginals (naive Bayes on categorical rows)."""
+    return [np.log(np.bincount(X[:, j], minlength=k) + alpha) - np.log(len(X) + alpha * k)
+            for j, k in enumerate(shape)]
+
+
+def padded(size: int, multiple: int = 4) -> int:
+    """The next multiple of ``multiple`` at least ``size`` (conv nets halve twice)."""
+    return max(multiple, -(-size // multiple) * multiple)
+
+
+def one_hot(X: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """(n, n_features) codes -> (n, sum(shape)) concatenated one-hot vectors."""
+    return torch.cat([torch.nn.functional.one_hot(X[:, j], k) for j, k in enumerate(shape)],
+                     dim=1).to(torch.float64)
+
+
+def to_pixels(x: np.ndarray, levels: int) -> np.ndarray:
+    """Continuous outputs in level units rounded to the nearest level, clipped, uint8 when
+    levels <= 256 (images from continuous models are floats: this is where they are rounded)."""
+    x = np.clip(np.rint(x), 0, levels - 1)
+    return x.astype(np.uint8 if levels <= 256 else np.int64)

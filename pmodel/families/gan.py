@@ -1,0 +1,239 @@
+"""gan: a generative adversarial network, an implicit model (samples, no likelihood).
+
+    x = G(z), z ~ N(0, I);   D(x) = P(x is real)
+    min_D  -E_data[log D(x)] - E_z[log(1 - D(G(z)))]
+    min_G  -E_z[log D(G(z))]                          (the non-saturating generator loss)
+
+There is no density to evaluate, so ``log_prob_kind = "none"`` and ``log_prob``
+raises: a GAN gets the sample scores only (validity, land, novelty, PRDC).
+No early stopping either (a discriminator's loss says nothing of sample
+quality): it trains for its budget; ``history_`` has ``loss_d`` and ``loss_g``.
+
+- points: MLP generator and discriminator on standardised lon/lat; samples
+  outside the rectangle are rejected.
+- image: DCGAN-style (Radford et al. 2016): transposed convs up from a 4x
+  smaller map, strided convs down in the discriminator (images padded to a
+  multiple of 4). The generator's output is ``sigmoid(b + net(z))`` with a
+  per-pixel bias ``b`` started at the logit of each pixel's mean intensity, so
+  it starts at the mean image (what the simple model knows). Samples are
+  continuous and rounded to the nearest level (uint8).
+
+Failure modes: mode collapse (many z, one picture); the two losses oscillate
+rather than converge; nothing measures how much of P_data it misses but the
+samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pmodel.families.base import Hyper
+from pmodel.families.deep import _torch, _train
+from pmodel.families.deep._base import DeepFamily, PointsDeep, padded, to_pixels
+from pmodel.families.domains import ImageDomain, PointsDomain
+
+GAN_HYPERPARAMETERS = {
+    "latent_dim": Hyper(int, 16, ge=1, le=1024, doc="dimensions of z"),
+    "hidden": Hyper(int, 64, ge=1, le=4096, doc="hidden units (MLPs) or base conv channels (images)"),
+    "patience": Hyper(int, 0, ge=0, le=0, doc="no early stopping for a GAN (0)"),
+    "lr": Hyper(float, 2e-4, gt=0.0, le=1.0, doc="Adam's learning rate (both players)"),
+    "val_fraction": Hyper(float, 0.0, ge=0.0, le=0.5, doc="share held out (unused: no early stopping)"),
+}
+
+
+class GAN(nn.Module):
+    """A generator and a discriminator; subclasses build them."""
+
+    latent_dim: int
+
+    def generate(self, z):
+        return self.G(z)
+
+    def d_logits(self, x):
+        return self.D(x).flatten()
+
+
+def adversarial_step(module: GAN, dtype):
+    """One discriminator update and one generator update per batch (two Adams,
+    beta1 = 0.5 as in DCGAN); returns the step function for the training loop."""
+    opt_d = torch.optim.Adam(module.D.parameters(), lr=module.lr, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(module.G.parameters(), lr=module.lr, betas=(0.5, 0.999))
+
+    def step(real, g):
+        n = len(real)
+        z = torch.randn(n, module.latent_dim, generator=g, dtype=dtype)
+        fake = module.generate(z)
+        # D: -log D(real) - log(1 - D(fake)) = softplus(-l_real) + softplus(l_fake)
+        loss_d = F.softplus(-module.d_logits(real)).mean() + F.softplus(module.d_logits(fake.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        # G (non-saturating): -log D(G(z)) = softplus(-l_fake)
+        loss_g = F.softplus(-module.d_logits(fake)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach())}
+
+    return step
+
+
+class _GANFamily:
+    log_prob_kind = "none"
+    taxonomy = "implicit"
+
+    def _train(self, data, rng):
+        self.module_.lr = self.lr
+        return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self),
+                            step=adversarial_step(self.module_, self.dtype), desc=f"{self.name} ({self.kind})")
+
+    def log_prob(self, X) -> np.ndarray:
+        self._check_fitted()
+        raise NotImplementedError(f"{type(self).__name__} is an implicit model: it has no likelihood "
+                                  "(log_prob_kind is 'none'); score its samples")
+
+
+# ---------------------------------------------------------------------------
+# points
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MLPGANConfig:
+    n_out: int
+    latent_dim: int
+    hidden: int
+
+
+class MLPGAN(GAN):
+    def __init__(self, c: MLPGANConfig):
+        super().__init__()
+        self.latent_dim = c.latent_dim
+        h = c.hidden
+        self.G = nn.Sequential(nn.Linear(c.latent_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                               nn.Linear(h, c.n_out))
+        self.D = nn.Sequential(nn.Linear(c.n_out, h), nn.LeakyReLU(0.2), nn.Linear(h, h), nn.LeakyReLU(0.2),
+                               nn.Linear(h, 1))
+
+
+class PointsGAN(_GANFamily, PointsDeep):
+    """MLP generator and discriminator on (lon, lat); draws outside the rectangle rejected."""
+
+    name, kinds = "gan", ("points",)
+    mass_by = "samples"
+    assumes = "the points are a learned function of Gaussian noise (no likelihood)"
+    hyperparameters = {**PointsDeep.hyperparameters, **GAN_HYPERPARAMETERS,
+                       "latent_dim": Hyper(int, 8, ge=1, le=1024, doc="dimensions of z"),
+                       "lr": Hyper(float, 1e-3, gt=0.0, le=1.0, doc="Adam's learning rate (both players)")}
+
+    def __init__(self, domain: PointsDomain, **hyperparameters):
+        super().__init__(domain, **hyperparameters)
+
+    def _config(self, X):
+        return MLPGANConfig(2, self.latent_dim, self.hidden)
+
+    def _module(self, config):
+        return MLPGAN(config)
+
+    def _draw_z(self, n, g):
+        return self.module_.generate(torch.randn(n, self.latent_dim, generator=g, dtype=self.dtype))
+
+
+# ---------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    height: int
+    width: int
+    levels: int
+    latent_dim: int
+    channels: int
+
+
+class DCGenerator(nn.Module):
+    """z -> sigmoid(b + net(z)): images in [0, 1], (B, H, W)."""
+
+    def __init__(self, c: DCGANConfig, hp: int, wp: int):
+        super().__init__()
+        self.c = c
+        C, h4, w4 = c.channels, hp // 4, wp // 4
+        self.net = nn.Sequential(nn.Linear(c.latent_dim, 2 * C * h4 * w4), nn.ReLU(),
+                                 nn.Unflatten(1, (2 * C, h4, w4)),
+                                 nn.ConvTranspose2d(2 * C, C, 4, 2, 1), nn.ReLU(),
+                                 nn.ConvTranspose2d(C, C, 4, 2, 1), nn.ReLU(),
+                                 nn.Conv2d(C, 1, 3, padding=1))
+        self.pixel_bias = nn.Parameter(torch.zeros(c.height, c.width))
+
+    def forward(self, z):
+        return torch.sigmoid(self.net(z)[:, 0, :self.c.height, :self.c.width] + self.pixel_bias)
+
+
+class DCGAN(GAN):
+    def __init__(self, c: DCGANConfig):
+        super().__init__()
+        self.c, self.latent_dim = c, c.latent_dim
+        self.hp, self.wp = padded(c.height), padded(c.width)
+        C, h4, w4 = c.channels, self.hp // 4, self.wp // 4
+        self.G = DCGenerator(c, self.hp, self.wp)
+        self.D = nn.Sequential(nn.Conv2d(1, C, 4, 2, 1), nn.LeakyReLU(0.2),
+                               nn.Conv2d(C, 2 * C, 4, 2, 1), nn.LeakyReLU(0.2),
+                               nn.Flatten(), nn.Linear(2 * C * h4 * w4, 1))
+
+    def d_logits(self, x):
+        """x: (B, H, W) in [0, 1] (real images scaled the same way)."""
+        h = F.pad(x.unsqueeze(1) * 2 - 1, (0, self.wp - self.c.width, 0, self.hp - self.c.height))
+        return self.D(h).flatten()
+
+
+class ImageGAN(_GANFamily, DeepFamily):
+    """DCGAN-style generator and discriminator; samples rounded to the nearest level.
+
+    Parameters
+    ----------
+    latent_dim : int, default 16
+    hidden : int, default 32 (conv channels)
+    epochs, seconds, batch_size, lr, val_fraction : the training loop (no early stopping).
+    """
+
+    name, kinds = "gan", ("image",)
+    assumes = "the images are a learned function of Gaussian noise (no likelihood)"
+    hyperparameters = {**DeepFamily.hyperparameters, **GAN_HYPERPARAMETERS,
+                       "hidden": Hyper(int, 32, ge=1, le=1024, doc="conv channels"),
+                       "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step")}
+
+    def __init__(self, domain: ImageDomain, **hyperparameters):
+        super().__init__(domain, **hyperparameters)
+
+    def _prepare(self, X):
+        return self._tensor(X) / (self.domain.levels - 1)
+
+    def _config(self, X):
+        d = self.domain
+        return DCGANConfig(d.height, d.width, d.levels, self.latent_dim, self.hidden)
+
+    def _module(self, config):
+        return DCGAN(config)
+
+    def _init_from_data(self, X):
+        mean = np.clip(X.mean(axis=0) / (self.domain.levels - 1), 0.01, 0.99)
+        with torch.no_grad():
+            self.module_.G.pixel_bias.copy_(torch.as_tensor(np.log(mean) - np.log1p(-mean)))
+
+    def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
+        """G(z) in [0, 1] scaled to the levels and rounded to the nearest one (uint8)."""
+        self._check_fitted()
+        n = self._check_n(n_samples)
+        g = _torch.generator(_torch.seed_from(rng))
+        out = []
+        with _torch.threads(), torch.no_grad():
+            for sl in _torch.batches(n, 512):
+                z = torch.randn(sl.stop - sl.start, self.latent_dim, generator=g)
+                out.append(self.module_.generate(z).numpy())
+        x = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))
+        return to_pixels(x * (self.domain.levels - 1), self.domain.levels)
