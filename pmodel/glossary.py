@@ -124,14 +124,6 @@ SCORES: dict[str, Score] = {
                       "lower"),
     "loss_d": Score("GAN, per epoch (step): the discriminator's loss", "nats per example"),
     "loss_g": Score("GAN, per epoch (step): the generator's (non-saturating) loss", "nats per example"),
-    # issue 9's latent scores (families with encode, datasets with known factors)
-    "latent_r2": Score("mean over the known factors of latent_r2_<factor>", "R^2", "higher"),
-    "latent_r2_<factor>": Score("held-out R^2 of a linear read-out of the factor from the model's "
-                                "code (fitted on the training codes)", "R^2", "higher"),
-    "latent_mig": Score("mean over the known factors of latent_mig_<factor>", "fraction 0..1", "higher"),
-    "latent_mig_<factor>": Score("mutual information gap (Chen et al. 2018): the gap between the two "
-                                 "code dimensions most informative of the factor, over its entropy",
-                                 "fraction 0..1", "higher"),
     "n_runs": Score("child runs of this run", "count"),
     "n_failed": Score("child runs that failed", "count", "lower"),
 }
@@ -148,9 +140,6 @@ def describe(name: str) -> Score | None:
     (``<score>_is_infinite``, ``time_<phase>_seconds``); None when unknown."""
     if name in SCORES:
         return SCORES[name]
-    for prefix in ("latent_r2_", "latent_mig_"):  # one entry for every factor's name
-        if name.startswith(prefix) and name[len(prefix):]:
-            return SCORES[prefix + "<factor>"]
     if name.endswith(INFINITE_SUFFIX) and name[: -len(INFINITE_SUFFIX)] in SCORES:
         base = name[: -len(INFINITE_SUFFIX)]
         return Score(f"1 when {base} is infinite (then {base} itself is not logged as a number: "
