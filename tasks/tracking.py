@@ -716,19 +716,6 @@ def last_input_digest(tracking_uri: str, experiment_name: str, source: str | Pat
 MODEL_ARTIFACT = "model"
 
 
-def log_model_folder(tracking_uri: str, run_id: str, folder: str | Path,
-                     extra: dict[str, str] | None = None) -> None:
-    """Copy a saved model's folder (``model.json`` + ``arrays.npz``, no pickle) into
-    the run's artifacts under ``model/``; ``extra`` adds small text files beside it
-    (e.g. the data's schema, so samples can be written with their names)."""
-    import tempfile
-
-    client = _client(tracking_uri)
-    client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
-    for name, text in (extra or {}).items():
-        client.log_text(run_id, text, f"{MODEL_ARTIFACT}/{name}")
-
-
 def download_model_folder(run_ref: str, tracking_uri: str | None = None,
                           dst: str | Path | None = None) -> Path:
     """The local folder of a run's model: ``run_ref`` is a run id or
