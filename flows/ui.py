@@ -126,8 +126,12 @@ def serve(cmd: list[str], host: str, port: int, *, on_ready: Callable[[float], N
     guard = subprocess.Popen([sys.executable, "-c", _GUARD, str(server.pid), str(GRACE_SECONDS)],
                              stdin=subprocess.PIPE, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    previous = {sig: signal.signal(sig, _raise_stop)
-                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the UI, whatever this process inherited: a
+    # parent may start it with SIGINT ignored or blocked (both survive exec), and then
+    # Python's own KeyboardInterrupt never comes
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in stop_signals}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     health = f"http://{host}:{port}/health"
     try:
         deadline = time.monotonic() + ready_timeout
