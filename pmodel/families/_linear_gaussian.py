@@ -27,6 +27,8 @@ whose cube holds v; mass outside the domain lands on its edge).
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from pmodel.families.base import Family, Hyper
@@ -46,8 +48,9 @@ class LinearGaussianImage(Family):
     def __init__(self, domain: ImageDomain, n_components: int = 8):
         super().__init__(domain, n_components=n_components)
 
+    @abstractmethod
     def _fit_gaussian(self, V: np.ndarray, seed: int) -> None:
-        raise NotImplementedError
+        """Fit the Gaussian (PCA or factor analysis) to the dequantised images ``V``."""
 
     def fit(self, X, *, rng: np.random.Generator | None = None):
         X = self._check_train(X)

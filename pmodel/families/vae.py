@@ -35,6 +35,7 @@ collapse to the prior (the KL term then goes to 0 and z carries nothing).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,13 +65,13 @@ class VAE(nn.Module):
 
     latent_dim: int
 
+    @abstractmethod
     def posterior(self, x):
         """(mu, log sigma^2) of q(z | x), each (B, latent_dim)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_lik(self, x, z):
         """log p(x | z), (B,)."""
-        raise NotImplementedError
 
     beta = 1.0  # the KL term's weight while training (warm-up); always 1 in the bound
 
@@ -163,8 +164,9 @@ class _VAEFamily:
     def _val_loss(self, module, batch, g):
         return module.val_loss(batch, g)  # the true (beta = 1) bound
 
+    @abstractmethod
     def _inputs(self, X):
-        raise NotImplementedError
+        """The examples as the module's input tensor (each kind its own)."""
 
     def encode(self, X) -> np.ndarray:
         """The posterior mean mu(x), (n, latent_dim)."""
