@@ -25,6 +25,7 @@ scores read.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -35,6 +36,9 @@ from pmodel.datasets.land import LandData
 from pmodel.scores import images as image_scores
 from pmodel.scores import land as land_scores
 from pmodel.scores import truth as truth_scores
+
+
+_INDEX_LOCK = threading.Lock()
 
 
 class Truth(ABC):
@@ -101,11 +105,25 @@ class RenderTruth(Truth):
     def kl(self, model) -> float:
         return truth_scores.kl_categorical(self.probs, model.log_prob(self.images))
 
+    @property
+    def index(self) -> image_scores.RenderIndex:
+        """The renders' nearest-neighbour index and thresholds, built once (thread-safe)."""
+        with _INDEX_LOCK:
+            if "_index" not in self.__dict__:
+                object.__setattr__(self, "_index", image_scores.RenderIndex(self.images))
+        return self.__dict__["_index"]
+
     def sample_scores(self, samples: np.ndarray, *, train: np.ndarray | None = None) -> dict[str, float]:
-        v = image_scores.image_validity(samples, self.images)
-        out = {"valid_rate": v["valid_rate"], "n_valid_combinations": float(v["n_valid_combinations"])}
+        """``valid_rate`` and ``n_valid_combinations`` (as :func:`image_validity`), and with
+        ``train`` ``valid_novel_rate`` (as :func:`valid_novel_rate`: on the samples rounded to
+        whole levels; the nearest renders are searched once when rounding changes nothing)."""
+        ok, idx, _ = self.index.nearest(samples)
+        out = {"valid_rate": float(ok.mean()), "n_valid_combinations": float(np.unique(idx[ok]).size)}
         if train is not None:
-            out["valid_novel_rate"] = image_scores.valid_novel_rate(samples, self.images, train)
+            rounded = np.clip(np.rint(np.asarray(samples, dtype=np.float64)), 0, 255)
+            if not np.array_equal(rounded, samples):
+                ok, idx, _ = self.index.nearest(rounded)
+            out["valid_novel_rate"] = float(np.mean(ok & ~self.index.seen_in(train)[idx]))
         return out
 
 

@@ -344,3 +344,22 @@ def test_the_taxonomy_experiment_runs_every_family_on_every_dataset_it_serves():
             if kind in kinds_served(name) and (name, dataset) not in left_out:
                 assert (dataset, name) in runs, (dataset, name)
                 assert family_class(name, kind).taxonomy
+
+
+def test_render_truth_sample_scores_equal_the_functions_they_share_a_search_for():
+    from pmodel.scores.images import image_validity, valid_novel_rate
+    from pmodel.truths import RenderTruth
+
+    renders = np.array([np.full((2, 2), v, dtype=np.uint8) for v in (0, 60, 120, 200)])
+    truth = RenderTruth(images=renders, probs=np.full(4, 0.25))  # thresholds 30, 30, 30, 40
+    train = renders[[0, 0, 1]]
+    floats = np.array([np.full((2, 2), v) for v in (1.4, 62.0, 119.0, 181.2, 240.4, 29.6)])
+    for samples in (floats, np.clip(np.rint(floats), 0, 255).astype(np.uint8)):
+        got = truth.sample_scores(samples, train=train)
+        v = image_validity(samples, renders)
+        assert got["valid_rate"] == v["valid_rate"]
+        assert got["n_valid_combinations"] == v["n_valid_combinations"]
+        assert got["valid_novel_rate"] == valid_novel_rate(samples, renders, train)
+    # 240.4 is 40.4 from render 200 (invalid); rounded to 240 it is valid, and new
+    assert truth.sample_scores(floats, train=train) == {
+        "valid_rate": 5 / 6, "n_valid_combinations": 4.0, "valid_novel_rate": 3 / 6}

@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 
-def image_validity(samples, renders, *, threshold: float | None = None) -> dict:
+def image_validity(samples, renders, *, threshold: float | None = None,
+                   index: RenderIndex | None = None) -> dict:
     """How many sampled images are (close to) a valid render, and how many renders they reach.
 
     The valid images, the images' "land", are the distinct ``renders``
@@ -34,6 +35,8 @@ def image_validity(samples, renders, *, threshold: float | None = None) -> dict:
     threshold : float, optional
         One RMS distance (0..255 scale) for every render instead of the
         per-render default.
+    index : RenderIndex, optional
+        Built from ``renders`` (and ``threshold``) beforehand, to share it between calls.
 
     Returns
     -------
@@ -44,7 +47,8 @@ def image_validity(samples, renders, *, threshold: float | None = None) -> dict:
         ``mean_distance``: mean RMS distance to the nearest render, all samples;
         ``threshold_min``, ``threshold_median``: of the thresholds in use.
     """
-    ok, idx, rms, thresholds, _ = _nearest_valid(samples, renders, threshold)
+    ok, idx, rms, index = _nearest_valid(samples, renders, threshold, index)
+    thresholds = index.thresholds
     return {
         "valid_rate": float(ok.mean()),
         "n_valid_combinations": int(np.unique(idx[ok]).size),
@@ -54,35 +58,70 @@ def image_validity(samples, renders, *, threshold: float | None = None) -> dict:
     }
 
 
-def _nearest_valid(samples, renders, threshold=None):
+class RenderIndex:
+    """The distinct valid renders, their thresholds and a nearest-neighbour index over them:
+    built once per set of renders (a truth keeps one) and shared by every score and sample set.
+
+    Parameters
+    ----------
+    renders : array-like (m, h, w), at least two distinct images
+    threshold : float, optional
+        One RMS distance for every render instead of the per-render default
+        (half the distance to the nearest other render).
+    """
+
+    def __init__(self, renders, threshold: float | None = None):
+        renders = np.asarray(renders)
+        if renders.ndim != 3:
+            raise ValueError(f"expected renders (m, h, w), got {renders.shape}")
+        self.shape = renders.shape[1:]
+        self.n_pixels = renders.shape[1] * renders.shape[2]
+        flat = renders.reshape(len(renders), -1)
+        first = {row.tobytes(): i for i, row in reversed(list(enumerate(flat)))}  # distinct, first seen
+        self.valid = flat[sorted(first.values())].astype(np.float64)  # (m', hw)
+        if len(self.valid) < 2:
+            raise ValueError("image_validity needs at least two distinct renders")
+        self._row_of = {(row + 0.0).tobytes(): i for i, row in enumerate(self.valid)}
+        # Brute force on integer-valued images: squared distances are computed exactly.
+        self._nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(self.valid)
+        if threshold is None:
+            d_pairs, _ = self._nn.kneighbors(n_neighbors=1)  # nearest other render, (m', 1)
+            self.thresholds = d_pairs[:, 0] / np.sqrt(self.n_pixels) / 2.0
+        else:
+            self.thresholds = np.full(len(self.valid), float(threshold))
+
+    def nearest(self, samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per sample: valid or not, index of its nearest distinct render, RMS distance."""
+        samples = np.asarray(samples)
+        if samples.ndim != 3 or samples.shape[1:] != self.shape:
+            raise ValueError(f"expected samples (n, h, w) and renders (m, h, w) of the same image "
+                             f"size, got {samples.shape} and renders of {self.shape}")
+        if len(samples) == 0:
+            raise ValueError("image_validity needs at least one sample")
+        X = samples.reshape(len(samples), -1).astype(np.float64)
+        dist, idx = self._nn.kneighbors(X, n_neighbors=1)  # (n, 1)
+        rms = dist[:, 0] / np.sqrt(self.n_pixels)
+        return rms <= self.thresholds[idx[:, 0]], idx[:, 0], rms
+
+    def seen_in(self, train) -> np.ndarray:
+        """Per distinct render: is it one of the ``train`` images? (bool, (m',))"""
+        seen = np.zeros(len(self.valid), dtype=bool)
+        train = np.asarray(train)
+        for row in train.reshape(len(train), -1).astype(np.float64) + 0.0:  # + 0.0: no -0.0
+            i = self._row_of.get(row.tobytes())
+            if i is not None:
+                seen[i] = True
+        return seen
+
+
+def _nearest_valid(samples, renders, threshold=None, index: RenderIndex | None = None):
     """Per sample: valid or not, index of its nearest distinct render, RMS distance;
-    and the thresholds and the distinct renders (m', hw)."""
-    samples = np.asarray(samples)
-    renders = np.asarray(renders)
-    if renders.ndim != 3 or samples.ndim != 3 or samples.shape[1:] != renders.shape[1:]:
-        raise ValueError(f"expected samples (n, h, w) and renders (m, h, w) of the same image "
-                         f"size, got {samples.shape} and {renders.shape}")
-    if len(samples) == 0:
-        raise ValueError("image_validity needs at least one sample")
-    n_pixels = renders.shape[1] * renders.shape[2]
-    valid = np.unique(renders.reshape(len(renders), -1), axis=0).astype(np.float64)  # (m', hw)
-    if len(valid) < 2:
-        raise ValueError("image_validity needs at least two distinct renders")
-    # Brute force on integer-valued images: squared distances are computed exactly.
-    nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(valid)
-    if threshold is None:
-        d_pairs, _ = nn.kneighbors(n_neighbors=1)  # nearest other render, (m', 1)
-        thresholds = d_pairs[:, 0] / np.sqrt(n_pixels) / 2.0
-    else:
-        thresholds = np.full(len(valid), float(threshold))
-    X = samples.reshape(len(samples), -1).astype(np.float64)
-    dist, idx = nn.kneighbors(X, n_neighbors=1)  # (n, 1)
-    rms = dist[:, 0] / np.sqrt(n_pixels)
-    ok = rms <= thresholds[idx[:, 0]]
-    return ok, idx[:, 0], rms, thresholds, valid
+    and the index of the distinct renders."""
+    index = index if index is not None else RenderIndex(renders, threshold)
+    return (*index.nearest(samples), index)
 
 
-def valid_novel_rate(samples, renders, train) -> float:
+def valid_novel_rate(samples, renders, train, *, index: RenderIndex | None = None) -> float:
     """Share of samples that are valid AND show a combination absent from the training set.
 
     A sample is valid as in :func:`image_validity` (within its nearest render's
@@ -99,13 +138,6 @@ def valid_novel_rate(samples, renders, train) -> float:
     0.3333333333333333
     """
     samples = np.clip(np.rint(np.asarray(samples, dtype=np.float64)), 0, 255)
-    ok, idx, _, _, valid = _nearest_valid(samples, renders)
-    train = np.asarray(train).reshape(len(train), -1).astype(np.float64)
-    seen = np.zeros(len(valid), dtype=bool)
-    if len(train):
-        # each distinct render: is it one of the training images?
-        both = np.concatenate([valid, train])
-        _, ids = np.unique(both, axis=0, return_inverse=True)
-        ids = ids.ravel()
-        seen = np.isin(ids[:len(valid)], ids[len(valid):])
+    ok, idx, _, index = _nearest_valid(samples, renders, index=index)
+    seen = index.seen_in(train)
     return float(np.mean(ok & ~seen[idx]))
