@@ -114,3 +114,16 @@ def test_land_area_grid_is_exact_per_cell(land_truth):
     assert area[i, j] == pytest.approx(cells.sum() / 120**2, rel=1e-12)
     with pytest.raises(ValueError, match="multiple of 1/120"):
         land_truth.land_area_grid(0.013)
+
+
+def test_whole_degree_grids_summed_from_the_one_degree_blocks_equal_a_direct_count():
+    # a region 23 x 17 degrees: 5- and 10-degree grids end in partial cells
+    data = land.LandData(land.Region(lon_min=-3, lon_max=20, lat_min=40, lat_max=57))
+    for cell_deg in (1.0, 5.0, 10.0):
+        lon_edges, lat_edges, area = data.land_area_grid(cell_deg)
+        counts, row_starts, col_starts = data._land_cells_per_block(int(cell_deg * 120))
+        assert np.array_equal(area, counts / 120**2)  # the same integer counts
+        assert np.array_equal(lat_edges[:-1], 57 - row_starts / 120)
+        assert np.array_equal(lon_edges[:-1], -3 + col_starts / 120)
+        assert lon_edges[-1] == 20 and lat_edges[-1] == 40
+    assert area.shape == (2, 3) and counts.sum() == data.n_land_cells

@@ -219,6 +219,12 @@ class LandData:
         cache = self.__dict__.setdefault("_grid_cache", {})
         if k not in cache:
             with _GRID_LOCK:  # once: concurrent scores (threads) would each count the 0.9 GB mask
+                if k not in cache and k % BLOCK == 0:  # whole degrees: sum the 1-degree blocks
+                    m = k // BLOCK
+                    counts = self._block_counts
+                    rows, cols = np.arange(0, counts.shape[0], m), np.arange(0, counts.shape[1], m)
+                    cache[k] = (np.add.reduceat(np.add.reduceat(counts, rows, axis=0), cols, axis=1),
+                                self._row_starts[rows], self._col_starts[cols])
                 if k not in cache:
                     cache[k] = self._land_cells_per_block(k)
         counts, row_starts, col_starts = cache[k]
