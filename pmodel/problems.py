@@ -146,8 +146,26 @@ def save_problem(problem: Problem, path: Path) -> Path:
     return path
 
 
+class LazyTruth:
+    """A built-in dataset's truth, made on first use: a step that reads a saved problem
+    without scoring it (a rerun's logging of cached results) never loads the land mask.
+    Attribute access goes to ``truth_of(name)`` (made once per process)."""
+
+    def __init__(self, name: str):
+        self._lazy_dataset = name
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):  # copy/pickle probes: not the truth's
+            raise AttributeError(attr)
+        return getattr(truth_of(self.__dict__["_lazy_dataset"]), attr)
+
+    def __repr__(self) -> str:
+        return f"LazyTruth({self._lazy_dataset!r})"
+
+
 def load_problem(path: Path) -> Problem:
-    """Inverse of :func:`save_problem`; built-in problems get their truth back.
+    """Inverse of :func:`save_problem`; built-in problems get their truth back
+    (a :class:`LazyTruth`, made when first used).
 
     Raises ValueError naming the file when it is truncated or corrupt.
     """
@@ -164,7 +182,7 @@ def load_problem(path: Path) -> Problem:
         raise ValueError(f"{path}: unreadable problem file ({type(exc).__name__}: {exc})") from None
     domain = domain_from_dict(meta["domain"])
     schema = CategoricalSchema.from_dict(meta["schema"]) if meta["schema"] else None
-    truth = truth_of(meta["builtin"]) if meta["builtin"] else None
+    truth = LazyTruth(meta["builtin"]) if meta["builtin"] else None
     return Problem(meta["name"], domain, train, heldout, truth, schema=schema,
                    builtin=meta["builtin"], notes=tuple(meta["notes"]), factors=factors,
                    factor_names=tuple(meta.get("factor_names", ())),

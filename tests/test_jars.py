@@ -58,7 +58,7 @@ def test_p_data_is_exact_and_its_factors_are_the_grid():
     np.testing.assert_array_equal(truth.images[5 * 24 + 7], jars.render(jars.HEIGHTS[5], jars.WIDTHS[7]))
 
 
-def test_build_writes_pngs_and_factors_that_load_back(tmp_path):
+def test_build_writes_pngs_and_factors_that_load_back(tmp_path, monkeypatch):
     from pmodel.datasets.build import BuildConfig, build_all
     from pmodel.problems import load_builtin, load_problem, save_problem
 
@@ -77,9 +77,18 @@ def test_build_writes_pngs_and_factors_that_load_back(tmp_path):
         # each image is the render of its own factors
         cells = np.array([np.flatnonzero((grid == f).all(axis=1))[0] for f in F])
         np.testing.assert_array_equal(renders[cells], X)
+    made = []
+    from pmodel.datasets import registry
+
+    real_truth_of = registry.truth_of
+    monkeypatch.setattr("pmodel.problems.truth_of", lambda name: made.append(name) or real_truth_of(name))
     again = load_problem(save_problem(problem, tmp_path / "p.npz"))
     np.testing.assert_array_equal(again.factors["heldout"], problem.factors["heldout"])
     assert again.factor_names == problem.factor_names
+    assert made == []  # the truth is made when first used, not when the problem loads
+    assert again.truth.name == "renders" and made == ["jars"]
+    assert again.truth.entropy() == problem.truth.entropy()
+    np.testing.assert_array_equal(again.truth.images, problem.truth.images)
 
 
 def test_pixels_carry_the_five_features_as_factors(tmp_path, renders):
