@@ -27,18 +27,11 @@ from pmodel.datasets.build import ensure_built
 from pmodel.records import Ingested, Outcome, RunResult
 from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
+from flows.runtime import experiments_dir
 from tasks import recovery, tracking
 from tasks.record import log_child_run, log_parent_summary
 from tasks.steps import (cache_key, fit_family, ingest_dataset, must_recompute, sample_family,
                          score_family, split_dataset, validate_dataset)
-
-
-def experiments_dir() -> Path:
-    """experiments/ of the project; falls back to the checkout's when $PMODEL_HOME has none."""
-    home = paths.project_root() / "experiments"
-    if home.is_dir():
-        return home
-    return Path(__file__).resolve().parents[1] / "experiments"
 
 
 def family_version(name: str, kind: str) -> str:
@@ -96,7 +89,7 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     try:
         builtin_dirs = build_builtins(config, logger)
         clock.lap("build_data")
-        ingested, reports, failures = ingest_and_validate(config, builtin_dirs, logger)
+        ingested, reports, failures = ingest_and_validate(config, builtin_dirs, logger, refresh)
         clock.lap("ingest_validate")
         branches = fit_sample_score(config, ingested, refresh)
         clock.lap("split_fit_sample_score")
@@ -148,7 +141,7 @@ def build_builtins(config, logger) -> dict[str, str]:
     return builtin_dirs
 
 
-def ingest_and_validate(config, builtin_dirs: dict[str, str], logger
+def ingest_and_validate(config, builtin_dirs: dict[str, str], logger, refresh: bool = False
                         ) -> tuple[dict[str, Ingested], list[str], dict[str, str]]:
     """Ingest and validate every dataset, one branch each: the valid datasets, every
     validation report (failed ones too), and the failures by dataset with the failing
@@ -157,7 +150,8 @@ def ingest_and_validate(config, builtin_dirs: dict[str, str], logger
     ingest = {name: ingest_dataset.submit(name, ds.model_dump(mode="json", by_alias=False),
                                           builtin_dirs.get(name))
               for name, ds in config.datasets.items()}
-    validated = {name: validate_dataset.submit(fut, report_dir) for name, fut in ingest.items()}
+    validated = {name: validate_dataset.submit(fut, report_dir, refresh)
+                 for name, fut in ingest.items()}
     wait(list(validated.values()))
     reports: list[str] = []
     ingested: dict[str, Ingested] = {}

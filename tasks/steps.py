@@ -141,14 +141,43 @@ def validation_kind(kind: str, builtin: str | None = None, schema_file: str | No
     return {"image": "images", "points": "land"}[kind]
 
 
+def validation_key(ingested: Ingested, kind: str) -> str | None:
+    """The key of a validation: the dataset, its files (paths and content digests), the
+    rules (the code of ``pmodel`` and ``tasks``) and Great Expectations' version; None
+    without digests."""
+    if not ingested.digests:
+        return None
+    from importlib.metadata import version
+
+    from pmodel.version import code_version
+
+    return cache_key("validate", ingested.name, kind, sorted(ingested.files.items()),
+                     sorted(ingested.digests.items()), code_version(), version("great_expectations"))
+
+
 @task(retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="validate-{ingested.name}")
-def validate_dataset(ingested: Ingested, report_dir: str) -> list[str]:
+def validate_dataset(ingested: Ingested, report_dir: str, refresh: bool = False) -> list[str]:
     """Great Expectations on every file of a dataset, then on held-out against train;
     raises DataValidationError naming file, rows or images and rules. Returns the
-    JSON report paths."""
+    JSON report paths.
+
+    Files whose exact bytes passed the same rules before (same digests, same code, same
+    Great Expectations) are not validated again: their reports are returned, and the log
+    says so. Failures are never remembered; ``refresh`` validates again."""
+    kind = validation_kind(ingested.kind, ingested.builtin, ingested.files.get("schema_file"))
+    key = validation_key(ingested, kind)
+    passed = work_dir() / "validated" / f"{key}.json"
+    if key is not None and not refresh:
+        try:
+            reports = json.loads(passed.read_text())["reports"]
+        except (OSError, ValueError, KeyError, TypeError):
+            reports = None
+        if reports and all(Path(r).is_file() for r in reports):
+            _logger.info("dataset %r: these exact files passed validation before (reports: %s); "
+                         "not validated again", ingested.name, ", ".join(reports))
+            return reports
     from tasks.validation import validate, validate_heldout_against_train
 
-    kind = validation_kind(ingested.kind, ingested.builtin, ingested.files.get("schema_file"))
     files = ingested.files
     reports, failed = [], []
     for role in ("train", "heldout"):
@@ -166,6 +195,9 @@ def validate_dataset(ingested: Ingested, report_dir: str) -> list[str]:
         for report in failed[1:]:
             failed[0].notes.append(f"also invalid: {report.path} (report: {report.report_path})")
         failed[0].raise_if_failed()
+    if key is not None:
+        passed.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(passed, json.dumps({"reports": reports}))
     return reports
 
 

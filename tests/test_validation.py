@@ -547,3 +547,27 @@ def test_heldout_images_of_another_size_fail_naming_both_folders(tmp_path):
     assert str(train) in summary and str(heldout) in summary and "20x24" in summary
     assert validate_heldout_against_train("images", train, _png_folder(tmp_path / "same", size=(20, 24))).success
     assert validate_heldout_against_train("land", train, heldout) is None
+
+
+def test_files_that_passed_are_not_validated_again_until_their_bytes_change(tmp_path, monkeypatch):
+    import tasks.validation
+    from tasks.steps import ingest_dataset, validate_dataset
+
+    train = _write_text(tmp_path, "train.csv", "colour,shape\nred,round\nblue,square\n")
+    heldout = _write_text(tmp_path, "heldout.csv", "colour,shape\nred,square\n")
+    spec = {"kind": "categorical", "train": str(train), "heldout": str(heldout)}
+    monkeypatch.setenv("PMODEL_HOME", str(tmp_path / "home"))
+    reports = validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"))
+    assert len(reports) == 3
+    calls = []
+    real = tasks.validation.validate
+    monkeypatch.setattr(tasks.validation, "validate", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"))
+    assert again == reports and calls == []  # the same bytes: the reports of the pass
+    assert validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"),
+                               refresh=True) == reports and len(calls) == 2
+    heldout.write_text("colour,shape\nred,square\n,round\n")  # an empty colour: now invalid
+    with pytest.raises(DataValidationError, match="heldout.csv"):
+        validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"))
+    with pytest.raises(DataValidationError):  # a failure is never remembered as a pass
+        validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"))
