@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import time
 
     started = time.perf_counter()
-    from flows.runtime import configure_runtime, reuse_local_server, start_embedded_prefect
+    from flows.runtime import configure_runtime, reuse_local_server
 
     configure_runtime()
     if (reused := reuse_local_server()) is not None:  # before Prefect reads its settings
@@ -61,48 +61,59 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "(PMODEL_TEMPORARY_PREFECT=1 starts a temporary one instead)", file=sys.stderr)
     from pmodel.config import ConfigError, find_experiment, load_experiment
 
-    from flows.experiment import experiments_dir
+    from flows.runtime import experiments_dir
 
     try:  # config errors are usage errors: report them before starting Prefect
         config = load_experiment(find_experiment(args.experiment, experiments_dir()), args.set or [])
     except ConfigError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from flows.runtime import warm_up, write_problems
+    from flows.runtime import spawn_embedded_prefect, warm_up, write_problems
 
     if problems := write_problems(config, args.tracking_uri):  # read-only store or folders
         print("pmodel run: cannot write where the run must:\n"
               + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return EXIT_USAGE
-    warm_up({getattr(ds, "builtin", None) for ds in config.datasets.values()})
-
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from flows.experiment import run_experiment
-    from tasks import tracking
-
-    # heartbeats detect crashed runs of deployments; an on-demand run in this
-    # process has nobody watching them, and they cost a second a flow
     from flows.runners import RunnerError, check_dask_with_server, runner_session
 
     # an address alone means its Dask cluster; --runner threads with an address is refused
     runner = args.runner or ("dask" if args.dask_address else "threads")
     try:  # refuse what cannot work before starting anything
-        check_dask_with_server(runner, args.dask_address)
+        note = check_dask_with_server(runner, args.dask_address)
     except RunnerError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    start_embedded_prefect()
+    # Prefect's temporary server starts now, while this process imports and validates
+    server = spawn_embedded_prefect()
+    if server is not None:
+        print(f"pmodel run: starting a temporary Prefect server on {server.api_url} for this run "
+              "(`prefect server start` once, and runs reuse it)", file=sys.stderr)
+    if note:
+        print(f"pmodel run: note: {note}", file=sys.stderr)
+    warm_up({getattr(ds, "builtin", None) for ds in config.datasets.values()}, refresh=args.refresh)
+
+    from prefect.settings import (PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                                  temporary_settings)
+
+    from flows.experiment import run_experiment
+    from tasks import tracking
+
+    settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    # heartbeats detect crashed runs of deployments; an on-demand run in this
+    # process has nobody watching them, and they cost a second a flow
+    if server is not None:
+        settings[PREFECT_API_URL] = server.wait_ready()
     try:
-        with runner_session(runner, args.dask_address,
-                            warn=lambda m: print(f"pmodel run: note: {m}", file=sys.stderr)) as runner:
-            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                state = run_experiment.with_options(task_runner=runner)(
-                    args.experiment, overrides=args.set or [], tracking_uri=args.tracking_uri,
-                    refresh=args.refresh, return_state=True)
+        with temporary_settings(settings), runner_session(
+                runner, args.dask_address,
+                warn=lambda m: print(f"pmodel run: note: {m}", file=sys.stderr)) as runner:
+            state = run_experiment.with_options(task_runner=runner)(
+                args.experiment, overrides=args.set or [], tracking_uri=args.tracking_uri,
+                refresh=args.refresh, return_state=True)
     except RunnerError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # the server stops at exit, after Prefect's log and event workers have sent what they hold
     outcome = state.result(raise_on_failure=False)
     from pmodel.records import Outcome
 

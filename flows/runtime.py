@@ -1,21 +1,33 @@
 """Process set-up for running flows: settings, and Prefect's embedded server.
 
 Without ``PREFECT_API_URL`` Prefect starts a temporary server per process on
-the SQLite database in ``PREFECT_HOME``. Several ``pmodel run`` processes
-starting at once on a fresh database race on its migrations and time out,
-so the embedded server is started under a file lock, one process at a time,
-and a watchdog ends it when this process dies without cleaning up (kill -9).
+the SQLite database in ``PREFECT_HOME``. pmodel starts that server itself
+(:class:`EmbeddedServer`, the same command Prefect runs) first thing in a
+run, so it starts while the run imports and validates. Several ``pmodel run``
+processes starting at once on a fresh database race on its migrations and
+time out, so the embedded server is started under a file lock, one process at
+a time, and a watchdog ends it when this process dies without cleaning up
+(kill -9).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from pathlib import Path
 
 from pmodel import paths
 
 EMBEDDED_STARTUP_TIMEOUT_S = 120
+
+
+def experiments_dir() -> Path:
+    """experiments/ of the project; falls back to the checkout's when $PMODEL_HOME has none."""
+    home = paths.project_root() / "experiments"
+    if home.is_dir():
+        return home
+    return Path(__file__).resolve().parents[1] / "experiments"
 
 
 def configure_runtime() -> None:
@@ -54,23 +66,138 @@ def reuse_local_server(api: str = LOCAL_SERVER_API, timeout_s: float = 0.5) -> s
     return api
 
 
-def start_embedded_prefect() -> str | None:
-    """Start Prefect's temporary server now (serialised across processes) unless
-    an API URL is set; returns the API URL in use, or None for a configured one."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+class EmbeddedServer:
+    """Prefect's temporary server for this process, started the way Prefect starts it
+    (``SubprocessASGIServer``: uvicorn serving ``prefect.server.api.server:create_app`` on
+    127.0.0.1 with the UI off and Prefect's ephemeral-server flags), but launched by pmodel
+    at the very start of a run, without importing Prefect's server app into this process
+    (2 s), so that it starts while the run imports and validates. ``PREFECT_API_URL`` is
+    pointed at it before Prefect is imported; the flow's client, its events and logs, and
+    local Dask workers all use it. It ends with this process: at exit, or through the
+    watchdog when this process is killed."""
 
-    if PREFECT_API_URL.value():
+    PORTS = range(8000, 9000)  # Prefect's own range for its temporary servers
+
+    def __init__(self):
+        import random
+
+        self._random = random.Random()  # not the run's generators: ports are not results
+        self.process = None
+        self.port = None
+        self._lock = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def spawn(self) -> None:
+        """Start the server process (under a file lock that :meth:`wait_ready` releases: several
+        runs starting on a fresh database would race on its migrations)."""
+        import atexit
+        import socket
+        import subprocess
+        import sys
+
+        if self._lock is None:
+            home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+            home.mkdir(parents=True, exist_ok=True)
+            self._lock = open(home / ".pmodel-embedded-server.lock", "w")
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        for _ in range(50):
+            port = self._random.choice(self.PORTS)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            break
+        self.port = port
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env=env)
+        os.environ["PREFECT_API_URL"] = self.api_url
+        _guard_once(self.process)
+        # registered before Prefect's log and event workers register their drains, so it
+        # runs after them (atexit is last in, first out)
+        atexit.register(self.stop)
+
+    def wait_ready(self, timeout_s: float = EMBEDDED_STARTUP_TIMEOUT_S) -> str:
+        """Wait until the server answers its health check; returns its API URL. A server that
+        lost its port to another process is started again on another one."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                code = self.process.poll()
+                if code is not None:  # exited: most likely the port was taken meanwhile
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Prefect's temporary server exited with code {code}")
+                    self.spawn()
+                    continue
+                try:
+                    with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:
+                        if response.status == 200:
+                            return self.api_url
+                except (OSError, urllib.error.URLError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"Prefect's temporary server did not answer within "
+                                       f"{timeout_s:.0f} s on {self.api_url}")
+                time.sleep(0.05)
+        finally:
+            if self._lock is not None:
+                self._lock.close()  # releases the lock
+                self._lock = None
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_embedded: EmbeddedServer | None = None
+
+
+def spawn_embedded_prefect() -> EmbeddedServer | None:
+    """Start Prefect's temporary server now, without waiting for it, unless an API URL is
+    set (``PREFECT_API_URL``, e.g. by :func:`reuse_local_server`); call before Prefect is
+    imported. Returns the server (``wait_ready()`` before the first flow), or None."""
+    global _embedded
+    if _embedded is not None:
+        return _embedded
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL
+
+        if PREFECT_API_URL.value():
+            return None
+    elif os.environ.get("PREFECT_API_URL"):
         return None
-    from prefect.server.api.server import SubprocessASGIServer
+    _embedded = EmbeddedServer()
+    _embedded.spawn()
+    return _embedded
 
-    home = Path(PREFECT_HOME.value()).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".pmodel-embedded-server.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        server = SubprocessASGIServer()  # the per-process singleton the flow's client will use
-        server.start(timeout=EMBEDDED_STARTUP_TIMEOUT_S)
-    _guard_once(server.server_process)
-    return server.api_url
+
+def start_embedded_prefect() -> str | None:
+    """Start Prefect's temporary server now (serialised across processes) unless an API URL
+    is set; returns the API URL of the temporary server, or None for a configured one.
+    When Prefect was imported before, call it under ``temporary_settings({PREFECT_API_URL:
+    url})`` (Prefect read its settings then)."""
+    server = spawn_embedded_prefect()
+    return None if server is None else server.wait_ready()
 
 
 _guarded: set[int] = set()
@@ -85,20 +212,26 @@ def _guard_once(process) -> None:
         watchdog.guard(process.pid)
 
 
-def warm_up(dataset_kinds: set[str]) -> "threading.Thread":
-    """Import and load, in a background thread, what the flow will need
-    (Great Expectations, MLflow, the land mask, the avatar renders), so that
-    it overlaps with the start of Prefect's server instead of following it."""
+def warm_up(dataset_kinds: set[str], *, refresh: bool = False) -> "threading.Thread":
+    """Import and load, in a background thread, what the flow will need, so that it
+    overlaps with the start of Prefect's server instead of following it: MLflow always
+    (about 1.5 s); with ``refresh`` (every step recomputed) also Great Expectations (about
+    2.5 s) and the datasets' truths (the land mask: about 3 s). Without ``refresh`` most
+    steps are usually cached, and loading those speculatively would only slow this process
+    down; a step that needs them loads them itself."""
     import threading
 
     def work():
         try:
-            import great_expectations  # noqa: F401  (about 4 s)
-            import mlflow  # noqa: F401  (about 1.5 s)
+            import mlflow  # noqa: F401
+
+            if not refresh:
+                return
+            import great_expectations  # noqa: F401
 
             from pmodel.datasets.registry import truth_of
 
-            for name in dataset_kinds:  # the land mask: about 4.5 s
+            for name in dataset_kinds:
                 if name:
                     truth_of(name)
         except Exception:  # a warm-up only: the flow reports real errors itself
@@ -107,7 +240,6 @@ def warm_up(dataset_kinds: set[str]) -> "threading.Thread":
     thread = threading.Thread(target=work, name="pmodel-warm-up", daemon=True)
     thread.start()
     return thread
-
 
 
 def write_problems(config, tracking_uri: str | None) -> list[str]:

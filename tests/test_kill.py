@@ -179,3 +179,26 @@ def test_fail_dead_runs_marks_only_runs_whose_process_is_gone(tmp_path):
     assert note.startswith(f"marked failed: the process that ran it (pid {dead_owner['pid']} on "
                            f"{socket.gethostname()}) is gone")
     assert recovery.fail_dead_runs(uri, log=lambda msg: None) == []  # nothing left to mark
+
+
+@pytest.mark.slow
+def test_pmodel_run_starts_its_temporary_server_first_without_prefects_server_code(tmp_path, renders):
+    """The temporary server is a separate process started before Prefect is imported (so it
+    starts while the run imports and validates); the run never imports Prefect's server app,
+    reports to that server, and leaves no process behind."""
+    env = _env(tmp_path)
+    code = ("import sys\nfrom flows.cli import main\ncode = main(['run', sys.argv[1]])\n"
+            "print('server app imported:', 'prefect.server.api.server' in sys.modules)\n"
+            "sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", code, str(TINY)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "server app imported: False" in out.stdout
+    started = [line for line in out.stderr.splitlines() if "starting a temporary Prefect server" in line]
+    assert len(started) == 1 and "http://127.0.0.1:" in started[0], out.stderr[-3000:]
+    assert "best first" in out.stdout
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:  # the flow reported to it
+        assert [s for (s,) in db.execute("select state_type from flow_run")] == ["COMPLETED"]
+    assert not _processes_with(f"PREFECT_HOME={env['PREFECT_HOME']}")
