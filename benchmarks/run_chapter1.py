@@ -1,6 +1,11 @@
 """End to end: wall time of `pmodel run chapter1`, cold and warm, and where it goes.
 
-Run:  .venv/bin/python benchmarks/run_chapter1.py
+Run:  .venv/bin/python benchmarks/run_chapter1.py [--baseline REV] [--repeat N]
+
+``--baseline REV`` measures the same runs on another commit too (checked out in a
+temporary git worktree, run with this venv), and prints both side by side.
+``--repeat N`` runs each of cold and warm N times and prints the median (default 3):
+on a 2-core machine a single run moves by seconds with whatever else is running.
 
 cold = the data is present (copied from the project's data/, or built) but every
 cache is empty and the MLflow store is new; warm = the same run again (every
@@ -33,9 +38,9 @@ def fresh_process(code: str, env: dict) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def pmodel_run(env: dict) -> tuple[float, str]:
+def pmodel_run(env: dict, checkout: Path = REPO, *args: str) -> tuple[float, str]:
     t = time.perf_counter()
-    out = subprocess.run([PY, "-m", "flows.cli", "run", "chapter1"], cwd=REPO, env=env,
+    out = subprocess.run([PY, "-m", "flows.cli", "run", "chapter1", *args], cwd=checkout, env=env,
                          capture_output=True, text=True)
     wall = time.perf_counter() - t
     if out.returncode != 0:
@@ -54,16 +59,54 @@ def parent_timings(home: Path) -> list[dict]:
              if k.startswith("time_")} for r in runs]
 
 
-def main():
+def measure(checkout: Path, repeat: int) -> dict:
+    """Cold (--refresh: every step recomputed) and warm runs of chapter1 in a fresh home,
+    ``repeat`` times each, alternating; the median wall time of each and its flow phases."""
+    import statistics
+
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         env = {**os.environ, "PMODEL_HOME": str(home), "PREFECT_HOME": str(Path(tmp) / "prefect"),
-               "PMODEL_CACHE_DIR": str(REPO / "data" / "cache")}
+               "PMODEL_CACHE_DIR": str(REPO / "data" / "cache"), "PMODEL_TEMPORARY_PREFECT": "1"}
         env.pop("PREFECT_API_URL", None)
         if (REPO / "data" / "manifest.json").exists():
             shutil.copytree(REPO / "data", home / "data", ignore=shutil.ignore_patterns("cache", "builds"))
+        first, _ = pmodel_run(env, checkout)  # builds nothing (data copied); fills every cache
+        walls = {"cold": [], "warm": []}
+        for _ in range(repeat):
+            walls["cold"].append(pmodel_run(env, checkout, "--refresh")[0])
+            walls["warm"].append(pmodel_run(env, checkout)[0])
+        timings = parent_timings(home)[1:]  # the first run's, then cold, warm, cold, warm ...
+        out = {"first": first}
+        for i, label in enumerate(("cold", "warm")):
+            runs = timings[i::2]
+            median = statistics.median(walls[label])
+            k = walls[label].index(sorted(walls[label])[len(walls[label]) // 2])
+            out[label] = {"wall": median, "all": walls[label], "phases": runs[k]}
+        return out
 
+
+def report(label: str, m: dict) -> None:
+    print(f"\n{label}: first run on a new store (data present) {m['first']:.1f} s")
+    for kind in ("cold", "warm"):
+        r = m[kind]
+        flow = sum(r["phases"].values())
+        print(f"  {kind}: {r['wall']:5.1f} s wall (median of {', '.join(f'{w:.1f}' for w in r['all'])}); "
+              f"in the flow {flow:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items())}); "
+              f"outside the flow (imports, Prefect start and stop) {r['wall'] - flow:.1f} s")
+
+
+def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", help="another commit to measure beside this checkout")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PREFECT_HOME": str(Path(tmp) / "prefect"), "PMODEL_HOME": tmp}
+        env.pop("PREFECT_API_URL", None)
         fixed = {
             "import prefect": fresh_process("import prefect", env),
             "import mlflow": fresh_process("import mlflow", env),
@@ -77,21 +120,30 @@ def main():
                 "from flows.runtime import configure_runtime, start_embedded_prefect\n"
                 "configure_runtime(); start_embedded_prefect()", env),
         }
-        print("fixed costs (each in a fresh process)")
-        for what, seconds in fixed.items():
-            print(f"  {what:<48} {seconds:6.1f} s")
+    print("fixed costs (each in a fresh process)")
+    for what, seconds in fixed.items():
+        print(f"  {what:<48} {seconds:6.1f} s")
+    print("\npmodel run chapter1 (15 fits: 3 datasets x 5 families); cold = --refresh, "
+          "warm = every step cached")
+    report(f"this checkout ({_rev(REPO)})", measure(REPO, args.repeat))
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline], cwd=REPO,
+                           check=True, capture_output=True)
+            try:
+                report(f"baseline {args.baseline} ({_rev(tree)})", measure(tree, args.repeat))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
+                               capture_output=True)
 
-        cold, cold_out = pmodel_run(env)
-        warm, warm_out = pmodel_run(env)
-        timings = parent_timings(home)
-        print("\npmodel run chapter1 (15 fits: 3 datasets x 5 families)")
-        for label, wall, t in (("cold", cold, timings[0]), ("warm", warm, timings[1])):
-            flow = sum(t.values())
-            print(f"  {label}: {wall:6.1f} s wall; in the flow {flow:.1f} s "
-                  f"({', '.join(f'{k} {v:.1f}' for k, v in t.items())}); outside the flow "
-                  f"(imports, Prefect start and stop) {wall - flow:.1f} s")
-        print("\nlast lines of the warm run:")
-        print("\n".join(warm_out.strip().splitlines()[-3:]))
+
+def _rev(checkout: Path) -> str:
+    out = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=checkout, capture_output=True,
+                         text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip()[:60] + (" + uncommitted changes" if dirty else "")
 
 
 if __name__ == "__main__":
