@@ -1,16 +1,22 @@
 """The leaderboard: every (dataset, family) result ranked, as text or Markdown.
 
-The rule, one for the terminal and the MLflow descriptions:
+The rule, one for the terminal and the MLflow descriptions. Within a dataset the
+rows are grouped by the chapter's taxonomy of density, in this order:
 
-- where the truth is known (``kl_to_truth`` present on the dataset), by
-  ``kl_to_truth`` ascending, ties by held-out log-likelihood descending;
-- else by the held-out log-likelihood descending: an exact value
-  (``heldout_loglik``) before a lower bound (``heldout_loglik_bound``), both
-  before a family with neither;
-- failed runs last.
+1. explicit density, exact likelihood (tractable: counting, autoregressive,
+   flows, mixtures): by ``kl_to_truth`` ascending where the truth is known, ties
+   by held-out log-likelihood descending; else by ``heldout_loglik`` descending;
+2. explicit density, a lower bound (approximate: VAE, diffusion): by
+   ``kl_to_truth_bound`` ascending (an upper bound on the KL) where the truth is
+   known, else by ``heldout_loglik_bound`` descending;
+3. implicit density (GAN: samples only): by the dataset's sample score
+   (``valid_rate``, ``on_land_rate`` or ``novelty_rate``) descending;
+4. failed runs.
 
-Each row says which kind of likelihood it shows: ``exact``, ``bound`` (a
-lower bound: the true value is at least this) or ``none``.
+A bound is never ranked against an exact value: the groups are not merged.
+Each row says which kind of likelihood it shows: an exact value, ``>= x`` (a
+lower bound: the true value is at least this) or ``none``; its KL cell is exact,
+``<= x`` (an upper bound, from a lower bound on log p) or ``-``.
 
 Examples
 --------
@@ -35,9 +41,9 @@ def loglik_kind(result: RunResult) -> str:
     if kind:
         return kind
     metrics = result.metrics or {}
-    if "heldout_loglik" in metrics:
+    if "heldout_loglik" in metrics or "kl_to_truth" in metrics:
         return "exact"
-    if "heldout_loglik_bound" in metrics:
+    if "heldout_loglik_bound" in metrics or "kl_to_truth_bound" in metrics:
         return "lower_bound"
     return "none"
 
@@ -57,20 +63,37 @@ def _desc(value: float) -> float:
 
 
 def rank_key(result: RunResult, by_kl: bool) -> tuple:
+    """Sort key: the taxonomy group first (exact, bound, none, failed), then the group's rule."""
     if result.error:
         return (3,)
     metrics = result.metrics or {}
+    kind = loglik_kind(result)
+    if kind == "none":
+        extra = metrics.get(_extra_column([result]), math.nan)
+        return (2, _desc(math.nan if extra is None else float(extra)))
+    group = 0 if kind == "exact" else 1
     ll = loglik_value(result)
-    kind_order = {"exact": 0, "lower_bound": 1}.get(loglik_kind(result), 2)
     if by_kl:
-        kl = metrics.get("kl_to_truth", math.nan)
+        kl = metrics.get("kl_to_truth" if kind == "exact" else "kl_to_truth_bound", math.nan)
         kl = math.inf if kl is None or math.isnan(kl) else float(kl)
-        return (0, kl, _desc(ll))
-    return (1, kind_order, _desc(ll))
+        return (group, 0, kl, _desc(ll))
+    return (group, 1, _desc(ll))
+
+
+GROUPS = ("explicit density, exact likelihood (tractable)",
+          "explicit density, a lower bound on the likelihood (approximate)",
+          "implicit density: samples only, no likelihood",
+          "failed")
+
+
+def group_of(result: RunResult) -> str:
+    """The row's taxonomy group, one of :data:`GROUPS`."""
+    return GROUPS[rank_key(result, False)[0]]
 
 
 def ranked(results: list[RunResult]) -> dict[str, list[RunResult]]:
-    """Results grouped by dataset (first-seen order), each group best first."""
+    """Results grouped by dataset (first-seen order), each dataset's rows in their
+    taxonomy groups (exact, bound, none, failed), each group best first."""
     groups: dict[str, list[RunResult]] = {}
     for r in results:
         groups.setdefault(r.dataset, []).append(r)
@@ -82,7 +105,8 @@ def ranked(results: list[RunResult]) -> dict[str, list[RunResult]]:
 
 
 def ranks_by_kl(rows: list[RunResult]) -> bool:
-    return any("kl_to_truth" in (r.metrics or {}) for r in rows)
+    return any("kl_to_truth" in (r.metrics or {}) or "kl_to_truth_bound" in (r.metrics or {})
+               for r in rows)
 
 
 def fmt(value) -> str:
@@ -113,19 +137,43 @@ COLUMNS = ("kl_to_truth", "heldout_loglik", "in_support", "out_of_support_rate")
 
 FOOTNOTE = ("heldout_loglik: mean nats per held-out example over ALL of them (-inf when one has "
             "p = 0); '>= x' is a lower bound (the family has no exact likelihood), 'none' a family "
-            "with no likelihood. in_support: the same mean over the examples with p > 0 only, read "
-            "with out_of_support_rate (the share with p = 0).")
+            "with no likelihood; '<= x' in kl_to_truth is an upper bound on the KL, from that lower "
+            "bound. in_support: the same mean over the examples with p > 0 only, read with "
+            "out_of_support_rate (the share with p = 0).")
+
+
+def kl_text(result: RunResult) -> str:
+    """The KL cell: exact, ``<= x`` (an upper bound, from a lower bound on log p) or ``-``."""
+    m = result.metrics or {}
+    if "kl_to_truth" in m:
+        return fmt(m["kl_to_truth"])
+    if "kl_to_truth_bound" in m:
+        value = fmt(m["kl_to_truth_bound"])
+        return f"<= {value}" if value != "-" else value
+    return "-"
 
 
 def _cells(r: RunResult, extra: str) -> list[str]:
     m = r.metrics or {}
-    return [fmt(m.get("kl_to_truth")), loglik_text(r), fmt(m.get("heldout_loglik_in_support")),
+    return [kl_text(r), loglik_text(r), fmt(m.get("heldout_loglik_in_support")),
             fmt(m.get("out_of_support_rate")), fmt(m.get(extra))]
 
 
 def _rule(rows: list[RunResult]) -> str:
     return ("by KL to the truth, lower first" if ranks_by_kl(rows)
             else "by held-out log-likelihood, higher first")
+
+
+def _headed(rows: list[RunResult]) -> list[tuple[str | None, RunResult]]:
+    """(heading or None, row): a heading before each taxonomy group, when a dataset's rows
+    fall in more than one group other than 'failed'."""
+    groups = [group_of(r) for r in rows]
+    several = len(set(groups) - {GROUPS[-1]}) > 1
+    out, last = [], None
+    for g, r in zip(groups, rows):
+        out.append((g if several and g != last else None, r))
+        last = g
+    return out
 
 
 def as_text(results: list[RunResult]) -> str:
@@ -136,7 +184,9 @@ def as_text(results: list[RunResult]) -> str:
         lines.append(f"\n{dataset} (best first, {_rule(rows)})")
         lines.append(f"  {'family':<34} {'taxonomy':<15} {'kl_to_truth':>11} {'heldout_loglik':>14} "
                      f"{'in_support':>10} {'out_of_support':>14} {extra:>13}")
-        for r in rows:
+        for heading, r in _headed(rows):
+            if heading:
+                lines.append(f"  -- {heading}")
             if r.error:
                 lines.append(f"  {r.label:<34} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
@@ -157,7 +207,9 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
         parts.append(f"| # | run | kl_to_truth | heldout_loglik | in support | out_of_support_rate "
                      f"| {extra} |")
         parts.append("|---|---|---|---|---|---|---|")
-        for k, r in enumerate(rows, 1):
+        for k, (heading, r) in enumerate(_headed(rows), 1):
+            if heading:
+                parts.append(f"| | *{heading}* | | | | | |")
             name = names.get((dataset, r.label), r.label)
             if r.error:
                 parts.append(f"| {k} | {name} | FAILED | | | | |")

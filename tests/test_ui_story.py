@@ -135,6 +135,35 @@ def test_leaderboard_ranks_by_kl_and_says_exact_bound_or_none():
     assert "-inf" in text and ">= -3" in text and "FAILED" in text
 
 
+def test_leaderboard_groups_by_the_taxonomy_and_never_ranks_a_bound_against_an_exact_value():
+    from pmodel.leaderboard import as_markdown, as_text, kl_text, ranked
+    from pmodel.records import RunResult
+
+    def row(label, kind, metrics, taxonomy=""):
+        return RunResult("pixels", "f", label, label, {}, metrics=metrics, log_prob_kind=kind,
+                         taxonomy=taxonomy)
+
+    rows = [row("gan-good", "none", {"valid_rate": 0.6}, "implicit"),
+            row("vae", "lower_bound", {"kl_to_truth_bound": 10.0, "heldout_loglik_bound": -900.0}),
+            row("nb", "exact", {"kl_to_truth": 1032.0, "heldout_loglik": -1500.0}, "counting"),
+            row("diffusion", "lower_bound", {"kl_to_truth_bound": 5000.0, "heldout_loglik_bound": -5000.0}),
+            row("gan-bad", "none", {"valid_rate": 0.1}),
+            row("pixelcnn", "exact", {"kl_to_truth": 574.0, "heldout_loglik": -850.0})]
+    # the VAE's KL bound (10) is below every exact KL, but it is a bound: it stays in its group
+    assert [r.label for r in ranked(rows)["pixels"]] == [
+        "pixelcnn", "nb", "vae", "diffusion", "gan-good", "gan-bad"]
+    assert kl_text(rows[1]) == "<= 10" and kl_text(rows[2]) == "1032" and kl_text(rows[0]) == "-"
+    text = as_text(rows)
+    headings = [line.strip() for line in text.splitlines() if line.strip().startswith("-- ")]
+    assert headings == ["-- explicit density, exact likelihood (tractable)",
+                        "-- explicit density, a lower bound on the likelihood (approximate)",
+                        "-- implicit density: samples only, no likelihood"]
+    assert text.index("pixelcnn") < text.index("approximate") < text.index("<= 10") < text.index("implicit")
+    assert "*explicit density, a lower bound on the likelihood (approximate)*" in as_markdown(rows)
+    # one group only (chapter 1's counting families): no headings
+    assert "-- " not in as_text([rows[2], rows[5]])
+
+
 def test_run_names_put_what_differs_first():
     from pmodel.records import RunResult
     from tasks.record import run_name
