@@ -8,6 +8,7 @@ subcommands, so ``pmodel --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -85,9 +86,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Prefect's temporary server starts now, while this process imports and validates
     server = spawn_embedded_prefect()
-    if server is not None:
-        print(f"pmodel run: starting a temporary Prefect server on {server.api_url} for this run "
-              "(`prefect server start` once, and runs reuse it)", file=sys.stderr)
     if note:
         print(f"pmodel run: note: {note}", file=sys.stderr)
     warm_up({getattr(ds, "builtin", None) for ds in config.datasets.values()}, refresh=args.refresh)
@@ -101,8 +99,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     # heartbeats detect crashed runs of deployments; an on-demand run in this
     # process has nobody watching them, and they cost a second a flow
+    if server is not None and PREFECT_API_URL.value():  # set in Prefect's profile: that one
+        server.stop()
+        server = None
     if server is not None:
-        settings[PREFECT_API_URL] = server.wait_ready()
+        settings[PREFECT_API_URL] = os.environ["PREFECT_API_URL"] = server.wait_ready()
+        print(f"pmodel run: Prefect's temporary server for this run is at {server.api_url} "
+              "(`prefect server start` once, and runs reuse it)", file=sys.stderr)
     try:
         with temporary_settings(settings), runner_session(
                 runner, args.dask_address,

@@ -71,8 +71,9 @@ class EmbeddedServer:
     (``SubprocessASGIServer``: uvicorn serving ``prefect.server.api.server:create_app`` on
     127.0.0.1 with the UI off and Prefect's ephemeral-server flags), but launched by pmodel
     at the very start of a run, without importing Prefect's server app into this process
-    (2 s), so that it starts while the run imports and validates. ``PREFECT_API_URL`` is
-    pointed at it before Prefect is imported; the flow's client, its events and logs, and
+    (2 s), so that it starts while the run imports and validates. Once Prefect is imported
+    (and has read its profile: a server configured there wins, and this one is stopped),
+    the run points ``PREFECT_API_URL`` at it; the flow's client, its events and logs, and
     local Dask workers all use it. It ends with this process: at exit, or through the
     watchdog when this process is killed."""
 
@@ -119,7 +120,6 @@ class EmbeddedServer:
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
             env=env)
-        os.environ["PREFECT_API_URL"] = self.api_url
         _guard_once(self.process)
         # registered before Prefect's log and event workers register their drains, so it
         # runs after them (atexit is last in, first out)
@@ -174,8 +174,9 @@ _embedded: EmbeddedServer | None = None
 
 def spawn_embedded_prefect() -> EmbeddedServer | None:
     """Start Prefect's temporary server now, without waiting for it, unless an API URL is
-    set (``PREFECT_API_URL``, e.g. by :func:`reuse_local_server`); call before Prefect is
-    imported. Returns the server (``wait_ready()`` before the first flow), or None."""
+    set (``PREFECT_API_URL``, e.g. by :func:`reuse_local_server`); best called before
+    Prefect is imported. Returns the server (``wait_ready()`` before the first flow, and
+    point ``PREFECT_API_URL`` at it), or None."""
     global _embedded
     if _embedded is not None:
         return _embedded
@@ -197,7 +198,11 @@ def start_embedded_prefect() -> str | None:
     When Prefect was imported before, call it under ``temporary_settings({PREFECT_API_URL:
     url})`` (Prefect read its settings then)."""
     server = spawn_embedded_prefect()
-    return None if server is None else server.wait_ready()
+    if server is None:
+        return None
+    url = server.wait_ready()
+    os.environ["PREFECT_API_URL"] = url  # for processes started from here on (Dask workers)
+    return url
 
 
 _guarded: set[int] = set()

@@ -194,7 +194,7 @@ def test_pmodel_run_starts_its_temporary_server_first_without_prefects_server_co
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "server app imported: False" in out.stdout
-    started = [line for line in out.stderr.splitlines() if "starting a temporary Prefect server" in line]
+    started = [line for line in out.stderr.splitlines() if "temporary server for this run is at" in line]
     assert len(started) == 1 and "http://127.0.0.1:" in started[0], out.stderr[-3000:]
     assert "best first" in out.stdout
     import sqlite3
