@@ -8,6 +8,7 @@ run ids.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -227,8 +228,18 @@ def _csv_columns(path: Path) -> list[str]:
 
 
 def dataset_shape(kind: str, path: str | Path) -> tuple[int | None, dict | None]:
-    """Rows (or images) and MLflow schema of a dataset file or folder."""
+    """Rows (or images) and MLflow schema of a dataset file or folder (counted once per
+    process for each version of the file: every child run of a dataset logs it)."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return _dataset_shape(kind, path, None)
+    return _dataset_shape(kind, path, (st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+@functools.lru_cache(maxsize=256)
+def _dataset_shape(kind: str, path: Path, version) -> tuple[int | None, dict | None]:
     if path.is_dir():
         pngs = sorted(path.glob("*.png"))
         if not pngs:

@@ -334,3 +334,23 @@ def test_four_processes_share_one_fresh_store(tmp_path):
             == {r.info.run_id for r in parents})
     assert sorted(r.data.metrics["score"] for r in children) == [float(i) for i in range(n)]
     assert all(len(r.inputs.dataset_inputs) == 1 for r in children)
+
+
+def test_dataset_shape_is_counted_once_per_version_of_a_file(tmp_path):
+    from tasks.record import dataset_shape
+
+    path = tmp_path / "rows.csv"
+    path.write_text("colour,shape\nred,round\nblue,square\n")
+    n, schema = dataset_shape("categorical", path)
+    assert n == 2 and schema is not None
+    assert dataset_shape("categorical", path)[0] == 2
+    with open(path, "a") as f:  # a new version of the file: counted again
+        f.write("green,round\n")
+    assert dataset_shape("categorical", path)[0] == 3
+    folder = tmp_path / "images"
+    folder.mkdir()
+    assert dataset_shape("image", folder)[0] == 0
+    from PIL import Image
+
+    Image.new("L", (4, 3)).save(folder / "a.png")
+    assert dataset_shape("image", folder)[0] == 1
