@@ -176,22 +176,30 @@ def _headed(rows: list[RunResult]) -> list[tuple[str | None, RunResult]]:
     return out
 
 
+LABEL_WIDTH_MAX = 60  # longer labels (an entry's every hyperparameter) end in "..."
+
+
+def _clip(label: str, width: int) -> str:
+    return label if len(label) <= width else label[:width - 3] + "..."
+
+
 def as_text(results: list[RunResult]) -> str:
     """The terminal's leaderboard: one table per dataset, best first."""
     lines = []
     for dataset, rows in ranked(results).items():
         extra = _extra_column(rows)
         lines.append(f"\n{dataset} (best first, {_rule(rows)})")
-        lines.append(f"  {'family':<34} {'taxonomy':<15} {'kl_to_truth':>11} {'heldout_loglik':>14} "
+        w = min(max([34] + [len(r.label) for r in rows]), LABEL_WIDTH_MAX)
+        lines.append(f"  {'family':<{w}} {'taxonomy':<15} {'kl_to_truth':>11} {'heldout_loglik':>14} "
                      f"{'in_support':>10} {'out_of_support':>14} {extra:>13}")
         for heading, r in _headed(rows):
             if heading:
                 lines.append(f"  -- {heading}")
             if r.error:
-                lines.append(f"  {r.label:<34} FAILED: {r.error.splitlines()[0][:80]}")
+                lines.append(f"  {_clip(r.label, w):<{w}} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
             kl, ll, ins, oos, ex = _cells(r, extra)
-            lines.append(f"  {r.label:<34} {r.taxonomy or '-':<15} {kl:>11} {ll:>14} {ins:>10} {oos:>14} "
+            lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>11} {ll:>14} {ins:>10} {oos:>14} "
                          f"{ex:>13}")
     lines.append("\n(" + FOOTNOTE + ")")
     return "\n".join(lines)

@@ -162,6 +162,12 @@ def test_leaderboard_groups_by_the_taxonomy_and_never_ranks_a_bound_against_an_e
     assert "*explicit density, a lower bound on the likelihood (approximate)*" in as_markdown(rows)
     # one group only (chapter 1's counting families): no headings
     assert "-- " not in as_text([rows[2], rows[5]])
+    # columns stay aligned whatever the labels' lengths (too long ones end in "...")
+    long = [row("x" * 45, "exact", {"kl_to_truth": 1.0}, "flow"),
+            row("y" * 90, "exact", {"kl_to_truth": 2.0}, "counting"), rows[5]]
+    lines = [line for line in as_text(long).splitlines() if line.startswith("  ") and "--" not in line]
+    assert len(lines) == 4 and len({len(line) for line in lines}) == 1
+    assert "y" * 57 + "..." in as_text(long) and "y" * 58 not in as_text(long)
 
 
 def test_run_names_put_what_differs_first():
