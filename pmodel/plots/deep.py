@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["training_curves", "denoising_strip"]
 
@@ -45,6 +46,7 @@ def training_curves(history: dict, path, *, title: str | None = None) -> Path:
     for k, v in curves.items():
         ax.plot(np.arange(1, len(v) + 1), v, marker="o" if len(v) < 30 else None, ms=3, label=k)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     ax.set_ylabel("loss (per example, or bits/dim on images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
