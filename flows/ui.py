@@ -81,23 +81,33 @@ def _answers(url: str) -> bool:
         return False
 
 
-def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+def stop_group(server: subprocess.Popen, grace: float = GRACE_SECONDS) -> str:
+    """SIGTERM the server's process group, then SIGKILL what is left after ``grace`` seconds.
+
+    Returns ``"terminated"`` when the group ended within the grace, else ``"killed"``. The
+    server (the group's leader) is reaped while waiting: until it is, its zombie still
+    counts as a member of the group, and the wait would always last the whole grace.
+    """
+    pgid = server.pid
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        server.poll()
+        return "terminated"
     end = time.monotonic() + grace
     while time.monotonic() < end:
+        server.poll()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.1)
+            return "terminated"
+        time.sleep(0.05)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    server.poll()
+    return "killed"
 
 
 class _Stop(Exception):
@@ -154,7 +164,7 @@ def serve(cmd: list[str], host: str, port: int, *, on_ready: Callable[[float], N
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        stop_group(server.pid)
+        stop_group(server)
         guard.stdin.close()   # the guard sees EOF, finds the group gone, exits
         try:
             guard.wait(timeout=GRACE_SECONDS + 5)

@@ -474,3 +474,24 @@ def test_pmodel_ui_exits_1_when_its_port_is_taken(flow_store, tmp_path):
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, out
     assert f"port {port} on 127.0.0.1 is already in use" in out and "--port" in out
+
+
+def test_stop_group_reaps_a_server_that_stops_on_sigterm_instead_of_waiting_out_the_grace():
+    import subprocess
+    import sys
+
+    from flows.ui import stop_group
+
+    # a server that stops at once on SIGTERM, with a child of its own in its group
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    server = subprocess.Popen([sys.executable, "-c", code], process_group=0)
+    time.sleep(1.0)  # its child has started
+    assert stop_group(server, grace=30.0) == "terminated"  # was "killed": its zombie counted
+    assert server.returncode == -signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server.pid, 0)
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"],
+                                process_group=0)
+    time.sleep(1.0)
+    assert stop_group(stubborn, grace=0.5) == "killed" and stubborn.wait(5) == -signal.SIGKILL
