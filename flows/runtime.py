@@ -116,14 +116,19 @@ class EmbeddedServer:
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env=env)
+        self.process = subprocess.Popen(self.command(port), env=env)
         _guard_once(self.process)
         # registered before Prefect's log and event workers register their drains, so it
         # runs after them (atexit is last in, first out)
         atexit.register(self.stop)
+
+    @staticmethod
+    def command(port: int) -> list[str]:
+        """What Prefect's ``SubprocessASGIServer`` runs (its UI off through the environment)."""
+        import sys
+
+        return [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
 
     def wait_ready(self, timeout_s: float = EMBEDDED_STARTUP_TIMEOUT_S) -> str:
         """Wait until the server answers its health check; returns its API URL. A server that
@@ -133,12 +138,15 @@ class EmbeddedServer:
         import urllib.request
 
         deadline = time.monotonic() + timeout_s
+        restarts = 0
         try:
             while True:
                 code = self.process.poll()
                 if code is not None:  # exited: most likely the port was taken meanwhile
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"Prefect's temporary server exited with code {code}")
+                    if restarts == 3 or time.monotonic() > deadline:
+                        raise RuntimeError(f"Prefect's temporary server exited with code {code} "
+                                           f"({restarts + 1} tries; its messages are above)")
+                    restarts += 1
                     self.spawn()
                     continue
                 try:

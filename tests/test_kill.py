@@ -202,3 +202,23 @@ def test_pmodel_run_starts_its_temporary_server_first_without_prefects_server_co
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:  # the flow reported to it
         assert [s for (s,) in db.execute("select state_type from flow_run")] == ["COMPLETED"]
     assert not _processes_with(f"PREFECT_HOME={env['PREFECT_HOME']}")
+
+
+def test_a_temporary_server_that_cannot_start_is_reported_after_a_few_tries(tmp_path, monkeypatch):
+    from flows.runtime import EmbeddedServer
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    tries = []
+
+    class Broken(EmbeddedServer):
+        @staticmethod
+        def command(port):
+            tries.append(port)
+            return [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+    server = Broken()
+    server.spawn()
+    with pytest.raises(RuntimeError, match="exited with code 3 .4 tries"):
+        server.wait_ready(timeout_s=60)
+    assert len(tries) == 4 and all(8000 <= p < 9000 for p in tries)
+    assert server._lock is None  # released: the next run is not blocked
