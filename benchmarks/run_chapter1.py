@@ -38,14 +38,28 @@ def fresh_process(code: str, env: dict) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+# `pmodel run` in this process, and its peak resident memory printed at exit
+_RUN = ("import atexit, resource, sys\n"
+        "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+        " file=sys.stderr))\n"
+        "sys.path.insert(0, '.')\n"
+        "from flows.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))")
+
+
+def peak_rss_gb(stderr: str) -> float:
+    line = next(line for line in stderr.splitlines()[::-1] if line.startswith("PEAK_RSS_KB"))
+    return int(line.split()[1]) / 1024**2
+
+
 def pmodel_run(env: dict, checkout: Path = REPO, *args: str) -> tuple[float, str]:
     t = time.perf_counter()
-    out = subprocess.run([PY, "-m", "flows.cli", "run", "chapter1", *args], cwd=checkout, env=env,
+    out = subprocess.run([PY, "-c", _RUN, "run", "chapter1", *args], cwd=checkout, env=env,
                          capture_output=True, text=True)
     wall = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"pmodel run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return wall, out.stdout
+    return wall, out.stdout + f"\npeak memory {peak_rss_gb(out.stderr):.2f} GB"
 
 
 def parent_timings(home: Path) -> list[dict]:
@@ -74,16 +88,20 @@ def measure(checkout: Path, repeat: int) -> dict:
             shutil.copytree(REPO / "data", home / "data", ignore=shutil.ignore_patterns("cache", "builds"))
         first, _ = pmodel_run(env, checkout)  # builds nothing (data copied); fills every cache
         walls = {"cold": [], "warm": []}
+        memory = {"cold": [], "warm": []}
         for _ in range(repeat):
-            walls["cold"].append(pmodel_run(env, checkout, "--refresh")[0])
-            walls["warm"].append(pmodel_run(env, checkout)[0])
+            for kind, args in (("cold", ("--refresh",)), ("warm", ())):
+                wall, out = pmodel_run(env, checkout, *args)
+                walls[kind].append(wall)
+                memory[kind].append(float(out.rsplit("peak memory ", 1)[1].split()[0]))
         timings = parent_timings(home)[1:]  # the first run's, then cold, warm, cold, warm ...
         out = {"first": first}
         for i, label in enumerate(("cold", "warm")):
             runs = timings[i::2]
             median = statistics.median(walls[label])
             k = walls[label].index(sorted(walls[label])[len(walls[label]) // 2])
-            out[label] = {"wall": median, "all": walls[label], "phases": runs[k]}
+            out[label] = {"wall": median, "all": walls[label], "phases": runs[k],
+                          "memory": max(memory[label])}
         return out
 
 
@@ -94,7 +112,8 @@ def report(label: str, m: dict) -> None:
         flow = sum(r["phases"].values())
         print(f"  {kind}: {r['wall']:5.1f} s wall (median of {', '.join(f'{w:.1f}' for w in r['all'])}); "
               f"in the flow {flow:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items())}); "
-              f"outside the flow (imports, Prefect start and stop) {r['wall'] - flow:.1f} s")
+              f"outside the flow (imports, Prefect start and stop) {r['wall'] - flow:.1f} s; "
+              f"peak memory of the pmodel process {r['memory']:.2f} GB")
 
 
 def main():
