@@ -25,7 +25,8 @@ _TINY = {"epochs": 3, "hidden": 8}
 HYPERPARAMETERS.update({
     "flow": [{**_TINY, "transforms": 2, "bins": 4, "couplings": 2, "channels": 4}],
     "autoregressive": [{**_TINY, "transforms": 2, "channels": 4, "layers": 1}],
-    "vae": [{**_TINY, "latent_dim": 2, "iwae_samples": 8}],
+    "vae": [{**_TINY, "latent_dim": 2, "iwae_samples": 8},
+            {**_TINY, "latent_dim": 2, "iwae_samples": 8, "decoder": "logistic"}],
     "gan": [{**_TINY, "latent_dim": 2}],
     "diffusion": [{**_TINY, "steps": 6, "bound_timesteps": 5}],  # K = T - 1: every step of the sum
 })

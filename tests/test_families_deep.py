@@ -47,6 +47,8 @@ TINY = {
     ("autoregressive", "categorical"): (CategoricalDomain((2, 3, 4)), np.random.default_rng(0).integers(
         0, 2, size=(80, 3)), dict(epochs=3, hidden=8)),
     ("vae", "image"): (ImageDomain(2, 3, 3), _images(40), dict(epochs=3, hidden=4, latent_dim=2)),
+    ("vae", "image-logistic"): (ImageDomain(2, 3, 3), _images(40),
+                                dict(epochs=3, hidden=4, latent_dim=2, decoder="logistic")),
     ("gan", "points"): (SMALL_REGION, _points(120), dict(epochs=3, hidden=8)),
     ("diffusion", "image"): (ImageDomain(2, 3, 3), _images(40), dict(epochs=3, hidden=4, steps=6)),
 }
@@ -127,6 +129,56 @@ def _vae_elbo_by_quadrature(model, X) -> np.ndarray:
             kl = 0.5 * (m**2 + np.exp(lv) - 1 - lv)
             out.append((q * ll).sum() * dz - kl)
     return np.array(out)
+
+
+def test_the_discretised_logistic_puts_probability_one_on_the_levels_and_samples_it():
+    import torch
+
+    from pmodel.families.vae import discretised_logistic_log_prob, discretised_logistic_sample
+
+    L = 256
+    levels = torch.arange(L, dtype=torch.float64)
+    for mean in (-3.0, 0.2, 100.3, 254.9, 300.0):
+        for log_s in (-6.0, -1.0, 0.5, 4.0):
+            lp = discretised_logistic_log_prob(levels, torch.full((L,), mean, dtype=torch.float64),
+                                               torch.full((L,), log_s, dtype=torch.float64), L)
+            # an independent computation: differences of the logistic CDF at the bin edges,
+            # the two end bins taking the tails
+            edges = np.concatenate([[-np.inf], np.arange(L - 1) + 0.5, [np.inf]])
+            with np.errstate(over="ignore"):  # exp overflows to inf far below the mean: F = 0 there
+                cdf = 1.0 / (1.0 + np.exp(-(edges - mean) / np.exp(log_s)))
+            p = np.diff(np.where(np.isinf(edges), (edges > 0).astype(float), cdf))
+            assert np.exp(lp.numpy()).sum() == pytest.approx(1.0, abs=1e-9)
+            big = p > 1e-6  # where the plain difference of CDFs keeps its precision
+            np.testing.assert_allclose(lp.numpy()[big], np.log(p[big]), rtol=1e-6, atol=1e-9)
+    # the sampler draws from the same distribution (frequencies of 100,000 draws)
+    n = 100_000
+    g = torch.Generator().manual_seed(0)
+    x = discretised_logistic_sample(torch.full((n,), 2.3, dtype=torch.float64),
+                                    torch.full((n,), 0.0, dtype=torch.float64), L, g)
+    freq = np.bincount(x.numpy(), minlength=L) / n
+    p = np.exp(discretised_logistic_log_prob(levels, torch.full((L,), 2.3, dtype=torch.float64),
+                                             torch.zeros(L, dtype=torch.float64), L).numpy())
+    assert np.abs(freq - p).max() < 5 * np.sqrt(p.max() / n)
+
+
+def test_a_logistic_image_vae_decoder_is_a_distribution_and_its_bound_sits_below_log_p():
+    import torch
+
+    domain = ImageDomain(2, 3, 3)
+    model = make_family("vae", domain, latent_dim=1, hidden=4, epochs=5, decoder="logistic", patience=0,
+                        elbo_samples=2000).fit(_images(40), rng=np.random.default_rng(0))
+    model.module_.double()
+    every = np.array(list(np.ndindex(*(3,) * 6))).reshape(-1, 2, 3)  # all 729 images
+    x = torch.as_tensor(every, dtype=torch.long)
+    with torch.no_grad():
+        for z in (-2.0, 0.0, 1.5):  # p(. | z) sums to 1 over every image
+            ll = model.module_.log_lik(x, torch.full((len(x), 1), z, dtype=torch.float64)).numpy()
+            assert np.exp(ll).sum() == pytest.approx(1.0, abs=1e-9)
+    some = every[[0, 100, 364, 728]]
+    exact = _vae_marginal(model, some)
+    elbo_quad = _vae_elbo_by_quadrature(model, some)
+    assert (elbo_quad < exact).all(), (elbo_quad, exact)
 
 
 def test_the_pixelcnn_crop_gives_the_whole_images_logits():
@@ -318,6 +370,17 @@ def test_early_stopping_restores_the_best_weights_and_says_which_budget_stopped(
 def test_the_seconds_budget_stops_the_loop_after_the_batch_that_passes_it():
     _, out = _toy_loop(seconds=1e-9, patience=0)
     assert out.stopped_by == "seconds" and out.epochs == 1
+
+
+def test_the_cosine_schedule_steps_at_the_rate_of_its_epoch():
+    # a constant gradient: each Adam step moves the weight by its learning rate (to 1e-6 here),
+    # so after 20 epochs of 5 steps the weight is 1 - 5 * sum_e lr_e, lr_e = lr (1 + cos(pi e / 20)) / 2
+    w, out = _toy_loop(lr_schedule="cosine", patience=0, val_fraction=0.0)
+    lrs = 0.1 * 0.5 * (1 + np.cos(np.pi * np.arange(20) / 20))
+    assert out.stopped_by == "epochs" and out.epochs == 20
+    assert float(w.weight.detach()) == pytest.approx(1.0 - 5 * lrs.sum(), abs=1e-4)
+    w2, _ = _toy_loop(patience=0, val_fraction=0.0)  # the plateau rule never fires without validation
+    assert float(w2.weight.detach()) == pytest.approx(1.0 - 100 * 0.1, abs=1e-4)
 
 
 def test_torch_settings_come_from_the_environment(monkeypatch):

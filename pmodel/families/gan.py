@@ -43,6 +43,8 @@ GAN_HYPERPARAMETERS = {
     "patience": Hyper(int, 0, ge=0, le=0, doc="no early stopping for a GAN (0)"),
     "lr": Hyper(float, 2e-4, gt=0.0, le=1.0, doc="Adam's learning rate (both players)"),
     "val_fraction": Hyper(float, 0.0, ge=0.0, le=0.5, doc="share held out (unused: no early stopping)"),
+    "lr_schedule": Hyper(str, "plateau", choices=("plateau",),
+                         doc="none for the two players' optimisers (no validation loss to plateau on)"),
 }
 
 

@@ -16,13 +16,18 @@ fixed seed: the same numbers every call), ``log_prob_kind = "lower_bound"``;
   the density is renormalised to the rectangle with Z estimated from samples.
 - categorical: MLP encoder on one-hot rows, a softmax per column in the decoder,
   whose biases start at the columns' log-marginals (naive Bayes).
-- image: conv encoder and decoder (images padded to a multiple of 4), a
-  softmax over the levels per pixel plus a per-pixel bias started at naive
-  Bayes's log-marginals.
+- image: conv encoder and decoder (images padded to a multiple of 4), and per
+  pixel either a softmax over the levels plus a per-pixel bias started at naive
+  Bayes's log-marginals (``decoder="softmax"``), or a discretised logistic
+  (``decoder="logistic"``, Salimans et al. 2017): a mean and a log-scale per
+  pixel, started at each pixel's mean and spread, the levels' bins collecting
+  the logistic's mass (probabilities over the levels sum to exactly 1). The
+  logistic head has 2 output channels instead of 256, so an epoch costs about
+  a tenth of the softmax's (2 s instead of 30 s on the 2,000 avatars here).
 
 ``encode`` gives the posterior mean mu(x). ``sample`` draws z ~ N(0, I) and then
-x ~ p(x | z) (every pixel drawn from its softmax: the model's own samples, not
-the decoder's most likely image). On images ``sample_mode="decoder_mode"``
+x ~ p(x | z) (every pixel drawn from its softmax or its discretised logistic:
+the model's own samples, not the decoder's most likely image). On images ``sample_mode="decoder_mode"``
 instead returns the decoder's most likely image for each z, the picture VAEs
 are usually shown with; its samples are then not draws from the model's
 distribution, and the run's label says so.
@@ -346,25 +351,61 @@ class ConvVAEConfig:
     levels: int
     latent_dim: int
     channels: int
+    decoder: str = "softmax"   # "softmax" (levels logits per pixel) | "logistic" (mean and scale per pixel)
+
+
+def discretised_logistic_log_prob(x, mean, log_scale, levels: int):
+    """log P(x) of the discretised logistic on the whole levels 0..L-1 (Salimans et al. 2017,
+    in level units: bins of width 1 centred on the levels, the two end bins taking the tails):
+
+        P(x) = F(x + 1/2) - F(x - 1/2)  inside,   F(1/2) at 0,   1 - F(L - 3/2) at L - 1,
+        F(y) = sigmoid((y - mean) / scale)
+
+    so the L probabilities telescope to exactly 1. Computed in log space on the tail side
+    of the bin (``log(sigmoid(a) - sigmoid(b)) = logsigmoid(a) + log1mexp(logsigmoid(b) -
+    logsigmoid(a))`` with ``a > b``, by symmetry about the mean), stable for tiny scales."""
+    x = x.to(mean.dtype)
+    inv_s = torch.exp(-log_scale)
+    c = x - mean
+    t = -c.abs()                      # the bin mirrored onto the lower tail: same mass
+    a, b = (t + 0.5) * inv_s, (t - 0.5) * inv_s
+    la, lb = F.logsigmoid(a), F.logsigmoid(b)
+    d = (lb - la).clamp(max=-1e-12)   # < 0
+    log1mexp = torch.where(d > -math.log(2), torch.log(-torch.expm1(d)), torch.log1p(-torch.exp(d)))
+    inner = la + log1mexp
+    low = F.logsigmoid((0.5 - mean) * inv_s)                        # x = 0: F(1/2)
+    high = F.logsigmoid(-((levels - 1.5) - mean) * inv_s)           # x = L-1: 1 - F(L - 3/2)
+    return torch.where(x <= 0, low, torch.where(x >= levels - 1, high, inner))
+
+
+def discretised_logistic_sample(mean, log_scale, levels: int, g):
+    """x = clip(round(y), 0, L-1), y ~ Logistic(mean, scale): exactly a draw from the
+    discretised logistic above (each bin collects the logistic's mass over it)."""
+    u = torch.rand(mean.shape, generator=g, dtype=mean.dtype).clamp(1e-7, 1 - 1e-7)
+    y = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+    return torch.clamp(torch.round(y), 0, levels - 1).long()
 
 
 class ConvVAE(VAE):
-    """Encoder: two stride-2 convs; decoder: two stride-2 transposed convs, logits per level
-    per pixel, plus a per-pixel bias (levels, H, W)."""
+    """Encoder: two stride-2 convs; decoder: two stride-2 transposed convs, then per pixel
+    either logits over the levels plus a per-pixel bias (levels, H, W) ("softmax"), or the
+    mean and log-scale of a discretised logistic plus per-pixel biases (2, H, W)
+    ("logistic": 2 output channels instead of L, far cheaper)."""
 
     def __init__(self, c: ConvVAEConfig):
         super().__init__()
         self.c, self.latent_dim = c, c.latent_dim
         self.hp, self.wp = padded(c.height), padded(c.width)
         C, h4, w4 = c.channels, self.hp // 4, self.wp // 4
+        n_out = c.levels if c.decoder == "softmax" else 2
         self.enc = nn.Sequential(nn.Conv2d(1, C, 4, 2, 1), nn.ReLU(), nn.Conv2d(C, 2 * C, 4, 2, 1), nn.ReLU(),
                                  nn.Flatten(), nn.Linear(2 * C * h4 * w4, 2 * c.latent_dim))
         self.dec = nn.Sequential(nn.Linear(c.latent_dim, 2 * C * h4 * w4), nn.ReLU(),
                                  nn.Unflatten(1, (2 * C, h4, w4)),
                                  nn.ConvTranspose2d(2 * C, C, 4, 2, 1), nn.ReLU(),
                                  nn.ConvTranspose2d(C, C, 4, 2, 1), nn.ReLU(),
-                                 nn.Conv2d(C, c.levels, 1))
-        self.pixel_bias = nn.Parameter(torch.zeros(c.levels, c.height, c.width))
+                                 nn.Conv2d(C, n_out, 1))
+        self.pixel_bias = nn.Parameter(torch.zeros(n_out, c.height, c.width))
         self.loss_scale = c.height * c.width * math.log(2)  # the training curve in bits/dim
 
     def _pad(self, x):
@@ -376,27 +417,44 @@ class ConvVAE(VAE):
         return mu, logvar.clamp(-12, 6)
 
     def logits(self, z):
-        return self.dec(z)[:, :, :self.c.height, :self.c.width] + self.pixel_bias
+        """softmax: (B, L, H, W) logits; logistic: (B, 2, H, W), the mean and the log-scale in
+        level units (the mean's bias and net output in half-ranges of the levels, -1..1 across
+        them, so that Adam's steps move it at the same pace as everything else)."""
+        out = self.dec(z)[:, :, :self.c.height, :self.c.width]
+        if self.c.decoder == "softmax":
+            return out + self.pixel_bias
+        half = (self.c.levels - 1) / 2
+        return torch.stack([half * (1.0 + self.pixel_bias[0] + out[:, 0]),
+                            (self.pixel_bias[1] + out[:, 1]).clamp(-7.0, 7.0)], dim=1)
 
     def log_lik(self, x, z):
-        return -F.cross_entropy(self.logits(z), x.long(), reduction="none").flatten(1).sum(1)
+        out = self.logits(z)
+        if self.c.decoder == "softmax":
+            return -F.cross_entropy(out, x.long(), reduction="none").flatten(1).sum(1)
+        return discretised_logistic_log_prob(x, out[:, 0], out[:, 1], self.c.levels).flatten(1).sum(1)
 
     def sample(self, n, g, mode: bool = False):
         z = torch.randn(n, self.latent_dim, generator=g, dtype=self.pixel_bias.dtype)
-        logits = self.logits(z)
+        out = self.logits(z)
+        if self.c.decoder == "logistic":
+            if mode:  # the level nearest the mean: the most likely one (not a draw from p(x | z))
+                return torch.clamp(torch.round(out[:, 0]), 0, self.c.levels - 1).long()
+            return discretised_logistic_sample(out[:, 0], out[:, 1], self.c.levels, g)
         if mode:  # the decoder's most likely image given z (not a draw from p(x | z))
-            return logits.argmax(1)
-        probs = torch.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, self.c.levels)
+            return out.argmax(1)
+        probs = torch.softmax(out, 1).permute(0, 2, 3, 1).reshape(-1, self.c.levels)
         return torch.multinomial(probs, 1, generator=g).view(n, self.c.height, self.c.width)
 
 
 class ImageVAE(_DiscreteVAEFamily):
-    """Conv VAE with a softmax over the levels per pixel and naive Bayes's per-pixel bias.
+    """Conv VAE with, per pixel, a softmax over the levels (naive Bayes's per-pixel bias) or a
+    discretised logistic (a mean and a scale, started at each pixel's mean and spread).
 
     Parameters
     ----------
     latent_dim : int, default 8
     hidden : int, default 32 (conv channels)
+    decoder : "softmax" (default) or "logistic"
     elbo_samples, iwae_samples : draws of z for log_prob and log_prob_iwae.
     epochs, seconds, batch_size, lr, patience, val_fraction : the training loop.
     """
@@ -407,6 +465,9 @@ class ImageVAE(_DiscreteVAEFamily):
     hyperparameters = {**DeepFamily.hyperparameters, **VAE_HYPERPARAMETERS,
                        "hidden": Hyper(int, 32, ge=1, le=1024, doc="conv channels"),
                        "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step"),
+                       "decoder": Hyper(str, "softmax", choices=("softmax", "logistic"),
+                                        doc="p(x | z) per pixel: softmax over the levels, or a discretised "
+                                            "logistic (a mean and a scale: 2 outputs instead of levels)"),
                        "sample_mode": Hyper(str, "draw", choices=("draw", "decoder_mode"),
                                             doc="draw: x ~ p(x | z), the model's own samples; decoder_mode: "
                                                 "the most likely pixel of each softmax given z (the usual VAE "
@@ -423,14 +484,20 @@ class ImageVAE(_DiscreteVAEFamily):
 
     def _config(self, X):
         d = self.domain
-        return ConvVAEConfig(d.height, d.width, d.levels, self.latent_dim, self.hidden)
+        return ConvVAEConfig(d.height, d.width, d.levels, self.latent_dim, self.hidden, self.decoder)
 
     def _module(self, config):
         return ConvVAE(config)
 
     def _init_from_data(self, X):
         d = self.domain
-        nb = naive_bayes_logits(X, d.levels).T.reshape(d.levels, d.height, d.width)
+        if self.decoder == "softmax":
+            bias = naive_bayes_logits(X, d.levels).T.reshape(d.levels, d.height, d.width)
+        else:  # each pixel's mean, and a logistic scale of its spread (s = sd * sqrt(3) / pi)
+            Xf = X.astype(np.float64)
+            spread = np.maximum(Xf.std(axis=0) * math.sqrt(3) / math.pi, 0.3)
+            half = (d.levels - 1) / 2
+            bias = np.stack([Xf.mean(axis=0) / half - 1.0, np.log(spread)])
         with torch.no_grad():
-            self.module_.pixel_bias.copy_(torch.as_tensor(nb))
+            self.module_.pixel_bias.copy_(torch.as_tensor(bias))
             self.module_.dec[-1].weight.mul_(0.1)

@@ -37,6 +37,10 @@ TRAINING_HYPERPARAMETERS = {
                       doc="epochs without a better validation loss before stopping (0: never stop early)"),
     "val_fraction": Hyper(float, 0.1, ge=0.0, le=0.5,
                           doc="share of the training data held out for early stopping (0: none)"),
+    "lr_schedule": Hyper(str, "plateau", choices=("plateau", "cosine"),
+                         doc="plateau: halve the rate every patience // 3 epochs without a better "
+                             "validation loss; cosine: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch, "
+                             "down to 0 at the epochs budget (by epoch count, so seeded fits repeat)"),
 }
 
 
@@ -48,6 +52,7 @@ class Budget:
     lr: float
     patience: int
     val_fraction: float
+    lr_schedule: str = "plateau"
     clip_norm: float = 10.0
 
     @classmethod
@@ -113,6 +118,9 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
         for epoch in range(budget.epochs):
             if on_epoch is not None:
                 on_epoch(epoch)
+            if opt is not None and budget.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = budget.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / budget.epochs))
             module.train()
             sums: dict[str, float] = {}
             seen = 0
@@ -154,7 +162,8 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
                     bad += 1
                     # on a plateau, halve the learning rate (every patience // 3 epochs without
                     # a better validation loss), as Keras's ReduceLROnPlateau
-                    if opt is not None and budget.patience >= 3 and bad % (budget.patience // 3) == 0:
+                    if (opt is not None and budget.lr_schedule == "plateau" and budget.patience >= 3
+                            and bad % (budget.patience // 3) == 0):
                         for group in opt.param_groups:
                             group["lr"] *= 0.5
             bar.update(1)
