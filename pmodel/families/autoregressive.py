@@ -35,7 +35,6 @@ from pmodel.families.base import Hyper
 from pmodel.families.deep import _torch
 from pmodel.families.deep._base import DeepFamily, column_logits, naive_bayes_logits, one_hot
 from pmodel.families.deep._zuko import ZukoPoints
-from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 HIDDEN = Hyper(int, 64, ge=1, le=4096, doc="hidden units of each column's MLP")
 
@@ -47,9 +46,6 @@ class PointsMAF(ZukoPoints):
     taxonomy = "autoregressive"
     assumes = "p(lon) p(lat | lon), each a Gaussian warped by stacked affine maps (MAF)"
     flow_kind = "maf"
-
-    def __init__(self, domain: PointsDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
 
 
 # ---------------------------------------------------------------------------
@@ -111,9 +107,6 @@ class CategoricalAutoregressive(DeepFamily):
     assumes = "each column depends on the columns before it, through a small MLP"
     hyperparameters = {**DeepFamily.hyperparameters, "hidden": HIDDEN}
 
-    def __init__(self, domain: CategoricalDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _prepare(self, X):
         return torch.as_tensor(X, dtype=torch.long)
 
@@ -130,13 +123,8 @@ class CategoricalAutoregressive(DeepFamily):
 
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()
-        X = np.asarray(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            out[inside] = self._in_batches(self.module_.log_prob,
-                                           torch.as_tensor(X[inside], dtype=torch.long), 8192)
-        return out
+        return self._log_prob_in_support(np.asarray(X), self.module_.log_prob,
+                                         lambda x: torch.as_tensor(x, dtype=torch.long), 8192)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         self._check_fitted()
@@ -255,9 +243,6 @@ class ImageAutoregressive(DeepFamily):
                        "layers": Hyper(int, 5, ge=0, le=64, doc="gated residual blocks"),
                        "batch_size": Hyper(int, 32, ge=1, le=65_536, doc="examples per gradient step")}
 
-    def __init__(self, domain: ImageDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _prepare(self, X):
         return torch.as_tensor(X, dtype=torch.long)
 
@@ -277,22 +262,11 @@ class ImageAutoregressive(DeepFamily):
 
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()
-        X = self.domain.check_shape(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            out[inside] = self._in_batches(self.module_.log_prob,
-                                           torch.as_tensor(X[inside], dtype=torch.long), 128)
-        return out
+        return self._log_prob_in_support(self.domain.check_shape(X), self.module_.log_prob,
+                                         lambda x: torch.as_tensor(x, dtype=torch.long), 128)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """Pixel by pixel in raster order, in batches of 500 images."""
         self._check_fitted()
-        n = self._check_n(n_samples)
-        g = _torch.generator(_torch.seed_from(rng))
-        out = []
-        with _torch.threads(), torch.no_grad():
-            for sl in _torch.batches(n, 500):
-                out.append(self.module_.sample(sl.stop - sl.start, g).numpy())
-        X = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape), dtype=np.int64)
+        X = self._draw_in_batches(self._check_n(n_samples), 500, self.module_.sample, rng)
         return X.astype(np.uint8 if self.domain.levels <= 256 else np.int64)

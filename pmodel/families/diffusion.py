@@ -43,7 +43,6 @@ from torch import nn
 from pmodel.families.base import Hyper
 from pmodel.families.deep import _torch
 from pmodel.families.deep._base import DeepFamily, PointsDeep, padded
-from pmodel.families.domains import ImageDomain, PointsDomain
 
 LOG_PROB_SEED = 20240609
 DIFFUSION_HYPERPARAMETERS = {
@@ -96,7 +95,7 @@ class DDPM(nn.Module):
 
     def neg_bound(self, x0, g, K: int):
         """An estimate of L_T + sum_{t>=2} L_{t-1} + L_0, nats, (B,)."""
-        B, D = len(x0), x0[0].numel()
+        B = len(x0)
         flat = x0.flatten(1)
         # L_T: KL(N(sqrt(abar_T) x0, (1 - abar_T) I) || N(0, I))
         aT = self.abar[-1].to(x0.dtype)
@@ -187,9 +186,6 @@ class PointsDiffusion(PointsDeep):
     assumes = "the points are what step-by-step denoising of Gaussian noise produces"
     hyperparameters = {**PointsDeep.hyperparameters, **DIFFUSION_HYPERPARAMETERS,
                        "batch_size": Hyper(int, 256, ge=1, le=65_536, doc="examples per gradient step")}
-
-    def __init__(self, domain: PointsDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
 
     def _config(self, X):
         return MLPDDPMConfig(2, self.steps, self.hidden)
@@ -324,9 +320,6 @@ class ImageDiffusion(DeepFamily):
                        "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step"),
                        "lr": Hyper(float, 2e-3, gt=0.0, le=1.0, doc="Adam's learning rate")}
 
-    def __init__(self, domain: ImageDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _scale(self, X):
         return self._tensor(X) * (2.0 / (self.domain.levels - 1)) - 1.0
 
@@ -343,24 +336,15 @@ class ImageDiffusion(DeepFamily):
     def log_prob(self, X) -> np.ndarray:
         """An estimate of the variational bound on log P(x), nats (fixed seed)."""
         self._check_fitted()
-        X = self.domain.check_shape(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            g = _torch.generator(LOG_PROB_SEED)
-            out[inside] = self._in_batches(lambda x: -self.module_.neg_bound(x, g, self.bound_timesteps),
-                                           self._scale(X[inside]), 128)
-        return out
+        g = _torch.generator(LOG_PROB_SEED)
+        return self._log_prob_in_support(self.domain.check_shape(X),
+                                         lambda x: -self.module_.neg_bound(x, g, self.bound_timesteps),
+                                         self._scale, 128)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         self._check_fitted()
-        n = self._check_n(n_samples)
-        g = _torch.generator(_torch.seed_from(rng))
-        out = []
-        with _torch.threads(), torch.no_grad():
-            for sl in _torch.batches(n, 250):
-                out.append(self.module_.sample(sl.stop - sl.start, g, self.domain.event_shape)[0].numpy())
-        x = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))
+        x = self._draw_in_batches(self._check_n(n_samples), 250,
+                                  lambda m, g: self.module_.sample(m, g, self.domain.event_shape)[0], rng)
         return x.astype(np.uint8 if self.domain.levels <= 256 else np.int64)
 
     def denoising_steps(self, n: int, *, rng: np.random.Generator, frames: int = 8):

@@ -36,7 +36,6 @@ from pmodel.families.base import Hyper
 from pmodel.families.deep import _torch
 from pmodel.families.deep._base import DeepFamily
 from pmodel.families.deep._zuko import ZukoPoints
-from pmodel.families.domains import ImageDomain, PointsDomain
 
 LOG_PROB_SEED = 20240607  # the dequantisation noise of log_prob: fixed, so log_prob is a function
 
@@ -56,9 +55,6 @@ class PointsFlow(ZukoPoints):
     flow_kind = "nsf"
     hyperparameters = {**ZukoPoints.hyperparameters,
                        "bins": Hyper(int, 16, ge=2, le=256, doc="spline bins per transformation")}
-
-    def __init__(self, domain: PointsDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
 
 
 # ---------------------------------------------------------------------------
@@ -184,9 +180,6 @@ class ImageFlow(DeepFamily):
                        "channels": Hyper(int, 32, ge=1, le=1024, doc="conv channels in each coupling net"),
                        "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step")}
 
-    def __init__(self, domain: ImageDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _prepare(self, X):
         return self._tensor(X)
 
@@ -210,25 +203,17 @@ class ImageFlow(DeepFamily):
         """The dequantisation bound on log P(x), nats, one fixed-seed u per image;
         -inf for images outside the domain's levels."""
         self._check_fitted()
-        X = self.domain.check_shape(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            x = self._tensor(X[inside])
-            v = x + torch.rand(x.shape, generator=_torch.generator(LOG_PROB_SEED))
-            out[inside] = self._in_batches(self.module_.log_prob_v, v, 256)
-        return out
+        def dequantised(X):
+            x = self._tensor(X)
+            return x + torch.rand(x.shape, generator=_torch.generator(LOG_PROB_SEED))
+
+        return self._log_prob_in_support(self.domain.check_shape(X), self.module_.log_prob_v,
+                                         dequantised, 256)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """Images x = floor(v) of flow samples v, clipped to the levels (uint8)."""
         self._check_fitted()
-        n = self._check_n(n_samples)
-        g = _torch.generator(_torch.seed_from(rng))
-        out = []
-        with _torch.threads(), torch.no_grad():
-            for sl in _torch.batches(n, 256):
-                out.append(self.module_.sample_v(sl.stop - sl.start, g).numpy())
-        v = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))
+        v = self._draw_in_batches(self._check_n(n_samples), 256, self.module_.sample_v, rng)
         levels = self.domain.levels
         return np.clip(np.floor(v), 0, levels - 1).astype(np.uint8 if levels <= 256 else np.int64)
 

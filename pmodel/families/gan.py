@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pmodel.families.base import Hyper
-from pmodel.families.deep import _torch, _train
+from pmodel.families.deep import _train
 from pmodel.families.deep._base import DeepFamily, PointsDeep, padded, to_pixels
-from pmodel.families.domains import ImageDomain, PointsDomain
 
 GAN_HYPERPARAMETERS = {
     "latent_dim": Hyper(int, 16, ge=1, le=1024, doc="dimensions of z"),
@@ -132,9 +131,6 @@ class PointsGAN(_GANFamily, PointsDeep):
                        "latent_dim": Hyper(int, 8, ge=1, le=1024, doc="dimensions of z"),
                        "lr": Hyper(float, 1e-3, gt=0.0, le=1.0, doc="Adam's learning rate (both players)")}
 
-    def __init__(self, domain: PointsDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _config(self, X):
         return MLPGANConfig(2, self.latent_dim, self.hidden)
 
@@ -209,9 +205,6 @@ class ImageGAN(_GANFamily, DeepFamily):
                        "hidden": Hyper(int, 32, ge=1, le=1024, doc="conv channels"),
                        "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step")}
 
-    def __init__(self, domain: ImageDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _prepare(self, X):
         return self._tensor(X) / (self.domain.levels - 1)
 
@@ -230,12 +223,7 @@ class ImageGAN(_GANFamily, DeepFamily):
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """G(z) in [0, 1] scaled to the levels and rounded to the nearest one (uint8)."""
         self._check_fitted()
-        n = self._check_n(n_samples)
-        g = _torch.generator(_torch.seed_from(rng))
-        out = []
-        with _torch.threads(), torch.no_grad():
-            for sl in _torch.batches(n, 512):
-                z = torch.randn(sl.stop - sl.start, self.latent_dim, generator=g)
-                out.append(self.module_.generate(z).numpy())
-        x = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))
+        x = self._draw_in_batches(
+            self._check_n(n_samples), 512,
+            lambda m, g: self.module_.generate(torch.randn(m, self.latent_dim, generator=g)), rng)
         return to_pixels(x * (self.domain.levels - 1), self.domain.levels)

@@ -52,7 +52,6 @@ from pmodel.families.base import Hyper
 from pmodel.families.deep import _torch
 from pmodel.families.deep._base import (DeepFamily, PointsDeep, column_logits, naive_bayes_logits,
                                         one_hot, padded)
-from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 LOG_PROB_SEED = 20240608
 VAE_HYPERPARAMETERS = {
@@ -195,9 +194,6 @@ class PointsVAE(_VAEFamily, PointsDeep):
                        "latent_dim": Hyper(int, 2, ge=1, le=1024, doc="dimensions of z"),
                        "batch_size": Hyper(int, 256, ge=1, le=65_536, doc="examples per gradient step")}
 
-    def __init__(self, domain: PointsDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
-
     def _config(self, X):
         return MLPVAEConfig(2, self.latent_dim, self.hidden)
 
@@ -275,11 +271,7 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
         X = np.asarray(X)
         if self.kind == "image":
             X = self.domain.check_shape(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            out[inside] = self._in_batches(fn, self._inputs(X[inside]), batch_size)
-        return out
+        return self._log_prob_in_support(X, fn, self._inputs, batch_size)
 
     def log_prob(self, X) -> np.ndarray:
         """An estimate of the ELBO (``elbo_samples`` fixed-seed draws), nats."""
@@ -293,14 +285,9 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         self._check_fitted()
-        n = self._check_n(n_samples)
-        g = _torch.generator(_torch.seed_from(rng))
-        out = []
         kw = {"mode": True} if getattr(self, "sample_mode", "draw") == "decoder_mode" else {}
-        with _torch.threads(), torch.no_grad():
-            for sl in _torch.batches(n, 256):
-                out.append(self.module_.sample(sl.stop - sl.start, g, **kw).numpy())
-        X = np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape), dtype=np.int64)
+        X = self._draw_in_batches(self._check_n(n_samples), 256,
+                                  lambda m, g: self.module_.sample(m, g, **kw), rng)
         if self.kind == "image":
             return X.astype(np.uint8 if self.domain.levels <= 256 else np.int64)
         return X.astype(np.int64)
@@ -318,9 +305,6 @@ class CategoricalVAEFamily(_DiscreteVAEFamily):
                        "kl_warmup": Hyper(int, 20, ge=0, le=100_000, doc="epochs over which the KL weight rises to 1"),
                        "batch_size": Hyper(int, 32, ge=1, le=65_536, doc="examples per gradient step"),
                        "lr": Hyper(float, 2e-3, gt=0.0, le=1.0, doc="Adam's learning rate")}
-
-    def __init__(self, domain: CategoricalDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
 
     def _prepare(self, X):
         return torch.as_tensor(X, dtype=torch.long)
@@ -472,9 +456,6 @@ class ImageVAE(_DiscreteVAEFamily):
                                             doc="draw: x ~ p(x | z), the model's own samples; decoder_mode: "
                                                 "the most likely pixel of each softmax given z (the usual VAE "
                                                 "picture; not a sample of the model's distribution)")}
-
-    def __init__(self, domain: ImageDomain, **hyperparameters):
-        super().__init__(domain, **hyperparameters)
 
     def _prepare(self, X):
         return torch.as_tensor(X, dtype=torch.long)

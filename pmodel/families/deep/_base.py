@@ -24,6 +24,7 @@ Per-kind helpers:
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -45,15 +46,17 @@ class DeepFamily(Family):
     hyperparameters = dict(_train.TRAINING_HYPERPARAMETERS)
 
     # -- what a subclass writes ------------------------------------------
+    @abstractmethod
     def _prepare(self, X: np.ndarray) -> torch.Tensor:
         """The training tensor (learns any standardisation)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _config(self, X: np.ndarray):
-        raise NotImplementedError
+        """The module's config dataclass (saved as JSON with the weights)."""
 
+    @abstractmethod
     def _module(self, config) -> torch.nn.Module:
-        raise NotImplementedError
+        """The torch module a config describes."""
 
     def _loss(self, module, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return module.loss(batch, g)
@@ -120,6 +123,27 @@ class DeepFamily(Family):
             for sl in _torch.batches(len(X), batch_size):
                 out.append(fn(X[sl]).detach().to(torch.float64).numpy())
         return np.concatenate(out) if out else np.zeros((0,))
+
+    def _log_prob_in_support(self, X: np.ndarray, fn, inputs, batch_size: int) -> np.ndarray:
+        """``fn`` (a log-probability or a bound, nats) over the examples of ``X`` inside the
+        domain's support, in batches (``inputs`` turns them into ``fn``'s tensor); -inf for
+        the others."""
+        inside = self.domain.in_support(X)
+        out = np.full(len(X), -np.inf)
+        if inside.any():
+            out[inside] = self._in_batches(fn, inputs(X[inside]), batch_size)
+        return out
+
+    def _draw_in_batches(self, n: int, batch_size: int, draw, rng: np.random.Generator) -> np.ndarray:
+        """``draw(m, g)`` (a tensor of m examples) in batches, without gradients, on the run's
+        torch threads, with one generator seeded from ``rng``: the examples as numpy
+        (float zeros of the event's shape when ``n`` is 0)."""
+        g = _torch.generator(_torch.seed_from(rng))
+        out = []
+        with _torch.threads(), torch.no_grad():
+            for sl in _torch.batches(n, batch_size):
+                out.append(draw(sl.stop - sl.start, g).numpy())
+        return np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))
 
 
 # ---------------------------------------------------------------------------
