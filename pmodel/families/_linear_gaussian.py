@@ -101,13 +101,8 @@ class LinearGaussianImage(Family):
     def log_prob(self, X) -> np.ndarray:
         """The dequantisation lower bound on log P(x), nats: log p(x + 1/2) - tr(C^-1) / 24."""
         self._check_fitted()
-        X = self.domain.check_shape(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            V = X[inside].reshape(int(inside.sum()), -1).astype(np.float64) + 0.5
-            out[inside] = self.log_density(V) - self.trace_precision() / 24.0
-        return out
+        return self._log_prob_in_support(self.domain.check_shape(X), lambda x: self.log_density(
+            x.reshape(len(x), -1).astype(np.float64) + 0.5) - self.trace_precision() / 24.0)
 
     def encode(self, X) -> np.ndarray:
         """Posterior mean of the latent code, E[z | v = x + 1/2]: (n, k)."""

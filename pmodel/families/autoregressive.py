@@ -123,7 +123,7 @@ class CategoricalAutoregressive(DeepFamily):
 
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()
-        return self._log_prob_in_support(np.asarray(X), self.module_.log_prob,
+        return self._batched_in_support(np.asarray(X), self.module_.log_prob,
                                          lambda x: torch.as_tensor(x, dtype=torch.long), 8192)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
@@ -262,7 +262,7 @@ class ImageAutoregressive(DeepFamily):
 
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()
-        return self._log_prob_in_support(self.domain.check_shape(X), self.module_.log_prob,
+        return self._batched_in_support(self.domain.check_shape(X), self.module_.log_prob,
                                          lambda x: torch.as_tensor(x, dtype=torch.long), 128)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:

@@ -192,6 +192,15 @@ class Family(ABC):
         self.history_: dict[str, list[float]] = {}
         return X
 
+    def _log_prob_in_support(self, X: np.ndarray, log_prob) -> np.ndarray:
+        """``log_prob(X[inside])`` for the examples inside the domain's support, -inf for the
+        others (a density, or a bound, that is 0 off the support)."""
+        inside = self.domain.in_support(X)
+        out = np.full(len(X), -np.inf)
+        if inside.any():
+            out[inside] = log_prob(X[inside])
+        return out
+
     def _check_n(self, n_samples: int) -> int:
         if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 0:
             raise ValueError(f"n_samples must be a non-negative integer, got {n_samples!r}")

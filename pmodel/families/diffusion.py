@@ -337,7 +337,7 @@ class ImageDiffusion(DeepFamily):
         """An estimate of the variational bound on log P(x), nats (fixed seed)."""
         self._check_fitted()
         g = _torch.generator(LOG_PROB_SEED)
-        return self._log_prob_in_support(self.domain.check_shape(X),
+        return self._batched_in_support(self.domain.check_shape(X),
                                          lambda x: -self.module_.neg_bound(x, g, self.bound_timesteps),
                                          self._scale, 128)
 

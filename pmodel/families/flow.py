@@ -207,7 +207,7 @@ class ImageFlow(DeepFamily):
             x = self._tensor(X)
             return x + torch.rand(x.shape, generator=_torch.generator(LOG_PROB_SEED))
 
-        return self._log_prob_in_support(self.domain.check_shape(X), self.module_.log_prob_v,
+        return self._batched_in_support(self.domain.check_shape(X), self.module_.log_prob_v,
                                          dequantised, 256)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:

@@ -93,13 +93,8 @@ class PointsGaussianMixture(Family):
     def log_prob(self, X) -> np.ndarray:
         """log density per deg^2 of the truncated mixture; -inf outside the rectangle."""
         self._check_fitted()
-        X = self.domain.check(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            out[inside] = mixture_log_density(X[inside], self.weights_, self.means_,
-                                              self.covariances_) - self.log_z_
-        return out
+        return self._log_prob_in_support(self.domain.check(X), lambda x: mixture_log_density(
+            x, self.weights_, self.means_, self.covariances_) - self.log_z_)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         self._check_fitted()

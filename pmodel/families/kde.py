@@ -115,14 +115,10 @@ class PointsKernelDensity(Family):
     def log_prob(self, X) -> np.ndarray:
         """log density per deg^2 of the truncated KDE; -inf outside the rectangle."""
         self._check_fitted()
-        X = self.domain.check(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            if self._tree is None:
-                self._tree = _kde(self.points_, self.bandwidth_)
-            out[inside] = self._tree.score_samples(X[inside]) - self.log_z_
-        return out
+        if self._tree is None:
+            self._tree = _kde(self.points_, self.bandwidth_)
+        return self._log_prob_in_support(self.domain.check(X),
+                                         lambda x: self._tree.score_samples(x) - self.log_z_)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         self._check_fitted()

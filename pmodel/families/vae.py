@@ -271,7 +271,7 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
         X = np.asarray(X)
         if self.kind == "image":
             X = self.domain.check_shape(X)
-        return self._log_prob_in_support(X, fn, self._inputs, batch_size)
+        return self._batched_in_support(X, fn, self._inputs, batch_size)
 
     def log_prob(self, X) -> np.ndarray:
         """An estimate of the ELBO (``elbo_samples`` fixed-seed draws), nats."""

@@ -124,15 +124,11 @@ class DeepFamily(Family):
                 out.append(fn(X[sl]).detach().to(torch.float64).numpy())
         return np.concatenate(out) if out else np.zeros((0,))
 
-    def _log_prob_in_support(self, X: np.ndarray, fn, inputs, batch_size: int) -> np.ndarray:
-        """``fn`` (a log-probability or a bound, nats) over the examples of ``X`` inside the
-        domain's support, in batches (``inputs`` turns them into ``fn``'s tensor); -inf for
-        the others."""
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            out[inside] = self._in_batches(fn, inputs(X[inside]), batch_size)
-        return out
+    def _batched_in_support(self, X: np.ndarray, fn, inputs, batch_size: int) -> np.ndarray:
+        """``fn`` (a log-probability or a bound, nats, on the tensor ``inputs`` makes) over the
+        examples of ``X`` inside the domain's support, in batches; -inf for the others."""
+        return self._log_prob_in_support(
+            X, lambda inside: self._in_batches(fn, inputs(inside), batch_size))
 
     def _draw_in_batches(self, n: int, batch_size: int, draw, rng: np.random.Generator) -> np.ndarray:
         """``draw(m, g)`` (a tensor of m examples) in batches, without gradients, on the run's
@@ -200,12 +196,8 @@ class PointsDeep(DeepFamily):
         """log p_R(x) per deg^2: the model's density renormalised to the rectangle;
         -inf outside it."""
         self._check_fitted()
-        X = self.domain.check(X)
-        inside = self.domain.in_support(X)
-        out = np.full(len(X), -np.inf)
-        if inside.any():
-            out[inside] = self._log_density_r2(X[inside], log_prob_z) - self.log_mass_
-        return out
+        return self._log_prob_in_support(
+            self.domain.check(X), lambda x: self._log_density_r2(x, log_prob_z) - self.log_mass_)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """n draws from p_R: draws from the model, those outside the rectangle rejected."""
