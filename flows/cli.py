@@ -96,9 +96,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flows.experiment import run_experiment
     from tasks import tracking
 
-    settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     # heartbeats detect crashed runs of deployments; an on-demand run in this
     # process has nobody watching them, and they cost a second a flow
+    settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     if server is not None and PREFECT_API_URL.value():  # set in Prefect's profile: that one
         server.stop()
         server = None

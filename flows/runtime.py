@@ -97,7 +97,6 @@ class EmbeddedServer:
         import atexit
         import socket
         import subprocess
-        import sys
 
         if self._lock is None:
             home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
@@ -125,8 +124,6 @@ class EmbeddedServer:
     @staticmethod
     def command(port: int) -> list[str]:
         """What Prefect's ``SubprocessASGIServer`` runs (its UI off through the environment)."""
-        import sys
-
         return [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
 
