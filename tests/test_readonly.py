@@ -1,8 +1,9 @@
 """A read-only data folder or MLflow store: reported at once, with its path.
 
 Tests run as root, for whom no permission bit stops a write; so the command
-runs as the user ``nobody`` (``setpriv``) on folders that root owns and
-nobody cannot write, which is what a user meets on a read-only share.
+runs without root's power to override permission bits (``setpriv``), on
+folders that no one may write (mode 555/444), which is what a user meets on a
+read-only share.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ NOBODY = 65534
 
 
 def _as_other_user(argv: list[str]) -> list[str]:
-    """Run as user nobody when root (root ignores permission bits): setpriv from
-    util-linux, else Python itself drops to nobody before exec."""
+    """Run so that permission bits bind, also when root (root ignores them): setpriv from
+    util-linux drops root's power to override them (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH), keeping its uid, so the command still reads a checkout that only
+    its owner may enter (a `mktemp -d` clone); else Python itself drops to nobody before
+    exec (the checkout must then be readable by all)."""
     if os.geteuid() != 0:
         return argv  # an ordinary user: the permission bits bind already
     if shutil.which("setpriv") is not None:
-        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+        return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *argv]
     drop = (f"import os, sys; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
             "os.execv(sys.argv[1], sys.argv[1:])")
     return [sys.executable, "-c", drop, *argv]
@@ -63,7 +67,7 @@ def _project(shared: Path, *, built: bool) -> tuple[Path, Path]:
     else:
         (home / "data").mkdir()
     for path in [home, *home.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+        path.chmod(0o555 if path.is_dir() else 0o444)  # nobody may write, the owner neither
     scratch = shared / "scratch"
     scratch.mkdir(mode=0o777)
     scratch.chmod(0o777)
