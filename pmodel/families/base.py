@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ class Hyper:
     lt: float | None = None
     choices: tuple | None = None
     doc: str = ""
+    pattern: str | None = None   # strings: a regular expression the whole value must match
 
     def check(self, key: str, value: Any) -> Any:
         """``value`` converted to the declared type; ValueError naming ``key`` when it breaks a rule."""
@@ -98,6 +100,8 @@ class Hyper:
             raise ValueError(f"{key}: expected {t.__name__}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{key}: must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            raise ValueError(f"{key}: must match {self.pattern}, got {value!r}")
         return value
 
     def describe(self) -> str:
@@ -107,6 +111,8 @@ class Hyper:
                 parts.append(f"{ {'ge': '>=', 'gt': '>', 'le': '<=', 'lt': '<'}[name]} {getattr(self, name)}")
         if self.choices:
             parts.append(f"one of {list(self.choices)}")
+        if self.pattern:
+            parts.append(f"matching {self.pattern}")
         return " ".join(parts) + f", default {self.default!r}"
 
 

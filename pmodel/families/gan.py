@@ -33,18 +33,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from pmodel.families.base import Hyper
-from pmodel.families.deep import _train
+from pmodel.families.deep import _torch, _train
 from pmodel.families.deep._base import DeepFamily, PointsDeep, padded, to_pixels
 
 GAN_HYPERPARAMETERS = {
     "latent_dim": Hyper(int, 16, ge=1, le=1024, doc="dimensions of z"),
     "hidden": Hyper(int, 64, ge=1, le=4096, doc="hidden units (MLPs) or base conv channels (images)"),
-    "patience": Hyper(int, 0, ge=0, le=0, doc="no early stopping for a GAN (0)"),
     "lr": Hyper(float, 2e-4, gt=0.0, le=1.0, doc="Adam's learning rate (both players)"),
-    "val_fraction": Hyper(float, 0.0, ge=0.0, le=0.5, doc="share held out (unused: no early stopping)"),
-    "lr_schedule": Hyper(str, "plateau", choices=("plateau",),
-                         doc="none for the two players' optimisers (no validation loss to plateau on)"),
+    "lr_schedule": Hyper(str, "constant", choices=("constant", "cosine"),
+                         doc="constant, or cosine down to 0 at the epochs budget (both players; no "
+                             "plateau: a GAN has no validation loss)"),
 }
+
+
+def _honoured(declared: dict) -> dict:
+    """The declaration without the loop's hyperparameters a GAN does not honour: no validation
+    loss, so no early stopping (``patience``) and no validation split (``val_fraction``)."""
+    return {k: v for k, v in declared.items() if k not in ("patience", "val_fraction")}
+
+
+BN_BATCHES = 20   # batches of z that re-estimate the generator's batch-norm statistics
 
 
 class GAN(nn.Module):
@@ -59,39 +67,30 @@ class GAN(nn.Module):
         return self.D(x).flatten()
 
 
-def adversarial_step(module: GAN, dtype):
-    """One discriminator update and one generator update per batch (two Adams,
-    beta1 = 0.5 as in DCGAN); returns the step function for the training loop."""
-    opt_d = torch.optim.Adam(module.D.parameters(), lr=module.lr, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(module.G.parameters(), lr=module.lr, betas=(0.5, 0.999))
+def adversarial_players(module: GAN) -> list[_train.Player]:
+    """The two players, discriminator first (Adam with beta1 = 0.5 each, as in DCGAN); the
+    training loop steps them in turn on each batch, with its clipping, schedule and checks."""
 
-    def step(real, g):
-        n = len(real)
-        z = torch.randn(n, module.latent_dim, generator=g, dtype=dtype)
-        fake = module.generate(z)
+    def loss_d(m, real, g, shared):
+        z = _torch.randn(len(real), m.latent_dim, generator=g, dtype=real.dtype)
+        shared["fake"] = fake = m.generate(z)
         # D: -log D(real) - log(1 - D(fake)) = softplus(-l_real) + softplus(l_fake)
-        loss_d = F.softplus(-module.d_logits(real)).mean() + F.softplus(module.d_logits(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # G (non-saturating): -log D(G(z)) = softplus(-l_fake)
-        loss_g = F.softplus(-module.d_logits(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach())}
+        return F.softplus(-m.d_logits(real)).mean() + F.softplus(m.d_logits(fake.detach())).mean()
 
-    return step
+    def loss_g(m, real, g, shared):
+        # G (non-saturating), on the same fakes, judged by the updated D: -log D(G(z))
+        return F.softplus(-m.d_logits(shared["fake"])).mean()
+
+    return [_train.Player("loss_d", list(module.D.parameters()), loss_d, (0.5, 0.999)),
+            _train.Player("loss_g", list(module.G.parameters()), loss_g, (0.5, 0.999))]
 
 
 class _GANFamily:
     log_prob_kind = "none"
     taxonomy = "implicit"
 
-    def _train(self, data, rng):
-        self.module_.lr = self.lr
-        return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self),
-                            step=adversarial_step(self.module_, self.dtype), desc=f"{self.name} ({self.kind})")
+    def _players(self, module):
+        return adversarial_players(module)
 
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()
@@ -127,9 +126,10 @@ class PointsGAN(_GANFamily, PointsDeep):
     name, kinds = "gan", ("points",)
     mass_by = "samples"
     assumes = "the points are a learned function of Gaussian noise (no likelihood)"
-    hyperparameters = {**PointsDeep.hyperparameters, **GAN_HYPERPARAMETERS,
-                       "latent_dim": Hyper(int, 8, ge=1, le=1024, doc="dimensions of z"),
-                       "lr": Hyper(float, 1e-3, gt=0.0, le=1.0, doc="Adam's learning rate (both players)")}
+    hyperparameters = _honoured({**PointsDeep.hyperparameters, **GAN_HYPERPARAMETERS,
+                                 "latent_dim": Hyper(int, 8, ge=1, le=1024, doc="dimensions of z"),
+                                 "lr": Hyper(float, 1e-3, gt=0.0, le=1.0,
+                                             doc="Adam's learning rate (both players)")})
 
     def _config(self, X):
         return MLPGANConfig(2, self.latent_dim, self.hidden)
@@ -138,7 +138,7 @@ class PointsGAN(_GANFamily, PointsDeep):
         return MLPGAN(config)
 
     def _draw_z(self, n, g):
-        return self.module_.generate(torch.randn(n, self.latent_dim, generator=g, dtype=self.dtype))
+        return self.module_.generate(_torch.randn(n, self.latent_dim, generator=g, dtype=self.dtype))
 
 
 # ---------------------------------------------------------------------------
@@ -155,17 +155,20 @@ class DCGANConfig:
 
 
 class DCGenerator(nn.Module):
-    """z -> sigmoid(b + net(z)): images in [0, 1], (B, H, W)."""
+    """z -> sigmoid(b + net(z)): images in [0, 1], (B, H, W). DCGAN's generator: a linear map
+    to a (4C, H/8, W/8) map, then three transposed convs that double the size, each followed
+    by batch norm and a ReLU but the last."""
 
     def __init__(self, c: DCGANConfig, hp: int, wp: int):
         super().__init__()
         self.c = c
-        C, h4, w4 = c.channels, hp // 4, wp // 4
-        self.net = nn.Sequential(nn.Linear(c.latent_dim, 2 * C * h4 * w4), nn.ReLU(),
-                                 nn.Unflatten(1, (2 * C, h4, w4)),
-                                 nn.ConvTranspose2d(2 * C, C, 4, 2, 1), nn.ReLU(),
-                                 nn.ConvTranspose2d(C, C, 4, 2, 1), nn.ReLU(),
-                                 nn.Conv2d(C, 1, 3, padding=1))
+        C, h8, w8 = c.channels, hp // 8, wp // 8
+        self.net = nn.Sequential(nn.Linear(c.latent_dim, 4 * C * h8 * w8, bias=False),
+                                 nn.Unflatten(1, (4 * C, h8, w8)), nn.BatchNorm2d(4 * C), nn.ReLU(),
+                                 nn.ConvTranspose2d(4 * C, 2 * C, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * C),
+                                 nn.ReLU(),
+                                 nn.ConvTranspose2d(2 * C, C, 4, 2, 1, bias=False), nn.BatchNorm2d(C), nn.ReLU(),
+                                 nn.ConvTranspose2d(C, 1, 4, 2, 1))
         self.pixel_bias = nn.Parameter(torch.zeros(c.height, c.width))
 
     def forward(self, z):
@@ -176,12 +179,13 @@ class DCGAN(GAN):
     def __init__(self, c: DCGANConfig):
         super().__init__()
         self.c, self.latent_dim = c, c.latent_dim
-        self.hp, self.wp = padded(c.height), padded(c.width)
-        C, h4, w4 = c.channels, self.hp // 4, self.wp // 4
+        self.hp, self.wp = padded(c.height, 8), padded(c.width, 8)
+        C, h8, w8 = c.channels, self.hp // 8, self.wp // 8
         self.G = DCGenerator(c, self.hp, self.wp)
         self.D = nn.Sequential(nn.Conv2d(1, C, 4, 2, 1), nn.LeakyReLU(0.2),
                                nn.Conv2d(C, 2 * C, 4, 2, 1), nn.LeakyReLU(0.2),
-                               nn.Flatten(), nn.Linear(2 * C * h4 * w4, 1))
+                               nn.Conv2d(2 * C, 4 * C, 4, 2, 1), nn.LeakyReLU(0.2),
+                               nn.Flatten(), nn.Linear(4 * C * h8 * w8, 1))
 
     def d_logits(self, x):
         """x: (B, H, W) in [0, 1] (real images scaled the same way)."""
@@ -189,21 +193,48 @@ class DCGAN(GAN):
         return self.D(h).flatten()
 
 
+def recalibrate_batch_norm(G: nn.Module, latent_dim: int, g: torch.Generator, *, batches: int = BN_BATCHES,
+                           batch_size: int = 256) -> None:
+    """Re-estimate the batch-norm layers' running statistics of the final generator from
+    ``batches`` fixed batches of z (their cumulative average).
+
+    In training a batch is normalised by its own mean and variance; at sampling time each image
+    must not depend on the others in its batch, so eval mode uses the running statistics. The
+    running averages kept during training mix generators of many steps ago; these are the last
+    generator's own, so eval-mode samples match what it drew in training."""
+    layers = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    G.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            G(_torch.randn(batch_size, latent_dim, generator=g, dtype=next(G.parameters()).dtype))
+    for m, momentum in zip(layers, saved):
+        m.momentum = momentum
+    G.eval()
+
+
 class ImageGAN(_GANFamily, DeepFamily):
-    """DCGAN-style generator and discriminator; samples rounded to the nearest level.
+    """DCGAN (batch norm in the generator, statistics re-estimated for sampling); samples
+    rounded to the nearest level.
 
     Parameters
     ----------
     latent_dim : int, default 16
     hidden : int, default 32 (conv channels)
-    epochs, seconds, batch_size, lr, val_fraction : the training loop (no early stopping).
+    epochs, max_steps, seconds, batch_size, lr, lr_schedule, grad_clip : the training loop
+    (no early stopping).
     """
 
     name, kinds = "gan", ("image",)
     assumes = "the images are a learned function of Gaussian noise (no likelihood)"
-    hyperparameters = {**DeepFamily.hyperparameters, **GAN_HYPERPARAMETERS,
-                       "hidden": Hyper(int, 32, ge=1, le=1024, doc="conv channels"),
-                       "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step")}
+    hyperparameters = _honoured({**DeepFamily.hyperparameters, **GAN_HYPERPARAMETERS,
+                                 "hidden": Hyper(int, 32, ge=1, le=1024, doc="conv channels"),
+                                 "batch_size": Hyper(int, 64, ge=1, le=65_536, doc="examples per gradient step")})
 
     def _prepare(self, X):
         return self._tensor(X) / (self.domain.levels - 1)
@@ -220,10 +251,14 @@ class ImageGAN(_GANFamily, DeepFamily):
         with torch.no_grad():
             self.module_.G.pixel_bias.copy_(torch.as_tensor(np.log(mean) - np.log1p(-mean)))
 
+    def _after_fit(self, X, rng):
+        recalibrate_batch_norm(self.module_.G, self.latent_dim,
+                               _torch.generator(_torch.seed_from(rng), self.device_))
+
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """G(z) in [0, 1] scaled to the levels and rounded to the nearest one (uint8)."""
         self._check_fitted()
         x = self._draw_in_batches(
             self._check_n(n_samples), 512,
-            lambda m, g: self.module_.generate(torch.randn(m, self.latent_dim, generator=g)), rng)
+            lambda m, g: self.module_.generate(_torch.randn(m, self.latent_dim, generator=g)), rng)
         return to_pixels(x * (self.domain.levels - 1), self.domain.levels)

@@ -35,6 +35,7 @@ from pmodel.families.deep import _torch, _train
 
 QUADRATURE_N = 400        # grid points per axis for Z of an exact density on the rectangle
 MASS_SAMPLES = 20_000     # samples for Z of a bound or an implicit model
+PROGRESS_SEED = 20261204  # the pictures drawn while training: a stream of their own
 
 
 class DeepFamily(Family):
@@ -70,35 +71,66 @@ class DeepFamily(Family):
     def _on_epoch(self, epoch: int) -> None:
         """Before each epoch (a schedule)."""
 
+    def _players(self, module) -> list[_train.Player] | None:
+        """The parts optimised in turn, for a family with more than one objective (the GAN);
+        None: one Adam on ``_loss`` over every parameter."""
+        return None
+
     def _train(self, data: torch.Tensor, rng: np.random.Generator) -> _train.Trained:
-        return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self), loss=self._loss,
-                            val_loss=self._val_loss, on_epoch=self._on_epoch,
-                            desc=f"{self.name} ({self.kind})")
+        players = self._players(self.module_)
+        return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self),
+                            loss=None if players else self._loss, players=players,
+                            val_loss=None if players else self._val_loss, on_epoch=self._on_epoch,
+                            after_epoch=self._after_epoch, desc=f"{self.name} ({self.kind})")
+
+    def watch(self, callback, *, every: int = 5, n_samples: int = 16) -> "DeepFamily":
+        """Pictures while training (images): after every ``every``-th epoch, ``callback(epoch,
+        samples)`` gets ``n_samples`` draws, (n_samples, *event_shape). The draws use a
+        generator of their own, seeded by the epoch, so a watched fit and an unwatched one end
+        with the same weights. Not saved with the model."""
+        self._watch = (callback, int(every), int(n_samples))
+        return self
+
+    def _after_epoch(self, epoch: int) -> None:
+        callback, every, n = getattr(self, "_watch", (None, 0, 0))
+        if callback is None or every < 1 or (epoch + 1) % every or self.kind != "image":
+            return
+        callback(epoch + 1, self.sample(n, rng=np.random.default_rng([PROGRESS_SEED, epoch])))
 
     def _after_fit(self, X: np.ndarray, rng: np.random.Generator) -> None:
         """After training (e.g. the rectangle's mass)."""
 
     # -- fit ---------------------------------------------------------------
     def fit(self, X, *, rng: np.random.Generator | None = None):
+        """Train on ``X`` on the ``device`` setting's device (see ``_torch.resolve_device``)."""
         X = self._check_train(X)
         rng = rng if rng is not None else np.random.default_rng(0)
         with _torch.slot():
-            data = self._prepare(X)
+            device = _torch.resolve_device(self.device)
+            data = self._prepare(X).to(device)
             self.config_ = self._config(X)
+            # built on the CPU from the seed (the same first weights on every device), then moved
             self.module_ = _torch.build(lambda: self._module(self.config_).to(self.dtype),
-                                        _torch.seed_from(rng))
+                                        _torch.seed_from(rng)).to(device)
+            self.n_parameters_ = _torch.n_parameters(self.module_)
             self._init_from_data(X)
             trained = self._train(data, rng)
             self.history_ = trained.history
             self.stopped_by_, self.epochs_ = trained.stopped_by, trained.epochs
-            self.train_seconds_ = trained.seconds
-            self.n_parameters_ = _torch.n_parameters(self.module_)
+            self.steps_, self.train_seconds_ = trained.steps, trained.seconds
+            self.device_info_ = _torch.describe_device(device)
             self._after_fit(X, rng)
         return self
+
+    @property
+    def device_(self) -> torch.device:
+        """The device the module is on now (where it trained, or where it was loaded)."""
+        return next(self.module_.parameters()).device
 
     # -- saving ------------------------------------------------------------
     def _state(self):
         state = super()._state()
+        state.pop("_watch", None)
         state["module_"] = _torch.state_arrays(state["module_"])
         state["history_"] = {k: np.asarray(v, dtype=np.float64) for k, v in self.history_.items()}
         return state
@@ -108,20 +140,25 @@ class DeepFamily(Family):
         history = state.pop("history_", {})
         super()._set_state(state)
         self.history_ = {k: [float(x) for x in v] for k, v in history.items()}
-        self.module_ = _torch.build(lambda: self._module(self.config_).to(self.dtype), 0)
+        # on the device setting's device when this machine has it, else the CPU
+        self.module_ = _torch.build(lambda: self._module(self.config_).to(self.dtype), 0).to(
+            _torch.load_device(self.device))
         _torch.load_arrays(self.module_, weights)
         self.module_.eval()
 
     # -- helpers -------------------------------------------------------------
     def _tensor(self, X) -> torch.Tensor:
+        """``X`` as a tensor of the family's dtype (on the CPU; see :meth:`_in_batches`)."""
         return torch.as_tensor(np.asarray(X), dtype=self.dtype)
 
     def _in_batches(self, fn, X: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-        """``fn`` over rows of ``X`` in batches, without gradients, as float64 numpy."""
+        """``fn`` over rows of ``X`` in batches on the module's device, without gradients and in
+        the module's own dtype (float32 at least: no autocast), as float64 numpy."""
         out = []
+        device = self.device_
         with torch.no_grad():
             for sl in _torch.batches(len(X), batch_size):
-                out.append(fn(X[sl]).detach().to(torch.float64).numpy())
+                out.append(_torch.numpy(fn(X[sl].to(device))).astype(np.float64))
         return np.concatenate(out) if out else np.zeros((0,))
 
     def _batched_in_support(self, X: np.ndarray, fn, inputs, batch_size: int) -> np.ndarray:
@@ -134,11 +171,11 @@ class DeepFamily(Family):
         """``draw(m, g)`` (a tensor of m examples) in batches, without gradients, on the run's
         torch threads, with one generator seeded from ``rng``: the examples as numpy
         (float zeros of the event's shape when ``n`` is 0)."""
-        g = _torch.generator(_torch.seed_from(rng))
+        g = _torch.generator(_torch.seed_from(rng), self.device_)
         out = []
         with _torch.threads(), torch.no_grad():
             for sl in _torch.batches(n, batch_size):
-                out.append(draw(sl.stop - sl.start, g).numpy())
+                out.append(_torch.numpy(draw(sl.stop - sl.start, g)))
         return np.concatenate(out) if out else np.zeros((0, *self.domain.event_shape))
 
 
@@ -172,7 +209,7 @@ class PointsDeep(DeepFamily):
 
     def _draw_r2(self, n: int, g: torch.Generator) -> np.ndarray:
         with torch.no_grad():
-            z = self._draw_z(n, g).to(torch.float64).numpy()
+            z = _torch.numpy(self._draw_z(n, g)).astype(np.float64)
         return z * self.scale_ + self.shift_
 
     def _after_fit(self, X, rng):
@@ -186,7 +223,7 @@ class PointsDeep(DeepFamily):
             lp = self._log_density_r2(grid) + math.log(d.area / n**2)
             log_mass = float(np.logaddexp.reduce(lp))
         else:
-            x = self._draw_r2(MASS_SAMPLES, _torch.generator(_torch.seed_from(rng)))
+            x = self._draw_r2(MASS_SAMPLES, _torch.generator(_torch.seed_from(rng), self.device_))
             inside = max(int(d.in_support(x).sum()), 1)
             log_mass = math.log(inside / MASS_SAMPLES)
         self.log_mass_ = min(log_mass, 0.0) if self.mass_by == "samples" else log_mass
@@ -203,7 +240,7 @@ class PointsDeep(DeepFamily):
         """n draws from p_R: draws from the model, those outside the rectangle rejected."""
         self._check_fitted()
         n = self._check_n(n_samples)
-        g = _torch.generator(_torch.seed_from(rng))
+        g = _torch.generator(_torch.seed_from(rng), self.device_)
         rate = max(math.exp(self.log_mass_), 1e-3)
         kept, total, tries = [], 0, 0
         while total < n:

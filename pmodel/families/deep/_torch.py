@@ -1,4 +1,18 @@
-"""torch plumbing: thread count, seeds, concurrency slots, state dicts as numpy arrays.
+"""torch plumbing: devices, thread count, seeds, concurrency slots, state dicts as numpy arrays.
+
+Devices (``device: auto | cpu | cuda | cuda:N | mps``, see :func:`resolve_device`):
+a module is always built on the CPU from its seed, so its initial weights are the
+same on every device, then moved to the training device. Each fit keeps its own
+``torch.Generator`` on that device. On the CPU a seeded fit repeats bit for bit.
+On CUDA, pmodel asks for deterministic algorithms (``torch.use_deterministic_algorithms``,
+cuDNN's deterministic mode without benchmarking, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
+when unset before CUDA starts), so a rerun on the same GPU, driver and torch
+repeats too, except for the few CUDA kernels torch has no deterministic version
+of (it warns then, it does not fail); the CPU and a GPU draw from different
+random streams and round differently, so their numbers differ. bf16 autocast
+(``precision: bf16``, or ``auto`` on a CUDA device that supports it) changes
+only the training's forward passes: exact likelihoods and bounds are computed
+in float32.
 
 Determinism is designed in:
 
@@ -28,6 +42,9 @@ import torch
 
 THREADS_ENV = "PMODEL_TORCH_THREADS"
 JOBS_ENV = "PMODEL_TORCH_JOBS"
+DEVICE_ENV = "PMODEL_DEVICE"
+#: what a device setting may say (checked where the config loads, and again here)
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?|mps"
 
 _BUILD_LOCK = threading.Lock()
 _SLOTS_LOCK = threading.Lock()
@@ -59,9 +76,91 @@ def n_jobs() -> int:
 
 
 def configure() -> None:
-    """Fix torch's thread count and ask for deterministic algorithms (CPU only)."""
+    """Fix torch's thread count and ask for deterministic algorithms (CPU and CUDA)."""
     torch.set_num_threads(n_threads())
+    # cuBLAS is deterministic only with a fixed workspace, which it reads when CUDA starts
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    """The torch device a setting names: ``auto`` (``$PMODEL_DEVICE`` when set, else CUDA when
+    torch sees a GPU, then MPS, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    A device this machine lacks is an error that says what it has.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import re
+
+    setting = (setting or "auto").strip()
+    if setting == "auto":
+        setting = os.environ.get(DEVICE_ENV, "").strip() or "auto"
+        source = f"${DEVICE_ENV}" if setting != "auto" else "device"
+    else:
+        source = "device"
+    if re.fullmatch(DEVICE_PATTERN, setting) is None:
+        raise ValueError(f"{source} must be one of auto, cpu, cuda, cuda:N, mps; got {setting!r}")
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    if setting.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"{source} {setting!r}: torch sees no CUDA GPU on this machine "
+                             f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+                             "use device: auto or cpu")
+        index = int(setting.split(":")[1]) if ":" in setting else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{source} {setting!r}: this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s), cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+        return torch.device(setting)
+    if setting == "mps" and not _mps_available():
+        raise ValueError(f"{source} 'mps': torch sees no Apple GPU (MPS) on this machine; use auto or cpu")
+    return torch.device(setting)
+
+
+def load_device(setting: str = "auto") -> torch.device:
+    """Where a saved model runs when it is loaded: its device setting when this machine has
+    it, else the CPU (a model trained on a GPU loads and samples on a CPU-only machine)."""
+    try:
+        return resolve_device(setting)
+    except ValueError:
+        return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of training's forward passes: bf16 when asked for (or ``auto`` on a
+    CUDA device with bf16), None for float32. bf16 on a device without it is an error."""
+    if precision == "fp32":
+        return None
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if device.type == "cpu" or bf16_ok:
+            return torch.bfloat16
+        raise ValueError(f"precision 'bf16': the device {device} does not support bfloat16; use fp32")
+    return torch.bfloat16 if bf16_ok else None
+
+
+def describe_device(device: torch.device) -> dict[str, str]:
+    """What a run records of where it trained: the device, its name, torch's and CUDA's versions."""
+    out = {"device": str(device), "torch_version": torch.__version__}
+    if device.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(device)
+        out["cuda_version"] = str(torch.version.cuda)
+    elif device.type == "mps":
+        out["device_name"] = "Apple MPS"
+    else:
+        out["device_name"] = "cpu"
+    return out
 
 
 @contextlib.contextmanager
@@ -91,11 +190,24 @@ def seed_from(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**62))
 
 
-def generator(seed: int) -> torch.Generator:
-    """A CPU torch generator seeded with ``seed``."""
-    g = torch.Generator()
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded with ``seed``."""
+    g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def randn(*shape: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn from ``generator``, on the generator's device."""
+    return torch.randn(*shape, generator=generator, dtype=dtype, device=generator.device)
+
+
+def numpy(x: torch.Tensor) -> np.ndarray:
+    """A tensor on any device as a numpy array (bf16 as float32)."""
+    x = x.detach()
+    if x.dtype == torch.bfloat16:
+        x = x.float()
+    return x.cpu().numpy()
 
 
 def build(factory, seed: int):
@@ -112,7 +224,8 @@ def state_arrays(module: torch.nn.Module) -> dict[str, np.ndarray]:
 
 
 def load_arrays(module: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
-    """Inverse of :func:`state_arrays` (strict: every key must match)."""
+    """Inverse of :func:`state_arrays` (strict: every key must match); the arrays are copied
+    onto the module's device."""
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, strict=True)
 
 
