@@ -203,14 +203,15 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         if dataset not in ingested:
             continue
         kind = ingested[dataset].kind
-        params = spec.params_for(kind)
+        params = config.params_for(spec, kind)
         label = spec.display(kind)
         fit_key = cache_key("fit", ingested[dataset].digest, config.seed, spec.family, params,
                             version, family_version(spec.family, kind))
         sample_key = cache_key("sample", fit_key, config.n_samples, config.seed)
         score_key = cache_key("score", sample_key)
         fit = fit_family.with_options(**options("fit", fit_key)).submit(
-            splits[dataset], dataset, spec.family, params, label, config.seed, key=fit_key)
+            splits[dataset], dataset, spec.family, params, label, config.seed, key=fit_key,
+            pictures=config.pictures_while_training)
         sample = sample_family.with_options(**options("sample", sample_key)).submit(
             fit, dataset, label, config.n_samples, config.seed, key=sample_key)
         score = score_family.with_options(**({"refresh_cache": True} if refresh else {})).submit(
@@ -235,7 +236,7 @@ def log_children(uri: str, experiment_id: str, parent: str, config, ingested: di
             scored = b.score.result()
             result = result.with_(metrics=scored["metrics"], notes=tuple(scored["notes"]),
                                   skipped=scored["skipped"], log_prob_kind=scored["log_prob_kind"],
-                                  taxonomy=scored.get("taxonomy"),
+                                  taxonomy=scored.get("taxonomy"), tags=scored.get("tags", {}),
                                   problem_path=b.split.result(), model_path=b.fit.result(),
                                   samples_path=b.sample.result())
         else:

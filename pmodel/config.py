@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pmodel.datasets.build import BuildConfig
 from pmodel.datasets.registry import dataset_names, get_dataset
-from pmodel.families import check_hyperparameters, family_names, kinds_served
+from pmodel.families import check_hyperparameters, family_class, family_names, kinds_served
 from pmodel.families.domains import DOMAINS
 
 KINDS = tuple(DOMAINS)
@@ -140,6 +140,10 @@ class ExperimentConfig(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     n_samples: Annotated[int, Field(ge=1, le=100_000_000)] = 5000
     build: BuildSpec = BuildSpec()
+    #: where the deep families train, unless a family entry says (``auto`` also reads $PMODEL_DEVICE)
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$")] | None = None
+    #: sample grids logged while each deep family trains on images (0: none)
+    pictures_while_training: Annotated[int, Field(ge=0, le=100)] = 6
     datasets: dict[str, BuiltinDataset | UserDataset]
     families: list[FamilySpec]
 
@@ -182,7 +186,7 @@ class ExperimentConfig(_Strict):
                                          f"{kind} data")
                     continue
                 # a kind's own hyperparameters must fit it; shared ones only the kinds run on
-                params = spec.params_for(kind) if self._runs_on(spec, kind) else getattr(spec, kind)
+                params = self.params_for(spec, kind) if self._runs_on(spec, kind) else getattr(spec, kind)
                 try:
                     check_hyperparameters(spec.family, kind, params)
                 except ValueError as exc:
@@ -203,6 +207,15 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"two family entries give the same run {sorted(dupes)[0]}; "
                              "give one of them a 'label'")
         return self
+
+    def params_for(self, spec: FamilySpec, kind: str) -> dict[str, Any]:
+        """A family entry's hyperparameters on one kind, with the experiment's ``device`` for a
+        family that trains on one, unless the entry sets its own."""
+        params = spec.params_for(kind)
+        if self.device is not None and "device" not in params and "device" in family_class(
+                spec.family, kind).hyperparameters:
+            params["device"] = self.device
+        return params
 
     def _runs_on(self, spec: FamilySpec, kind: str) -> bool:
         return any(ds.kind == kind and (spec.datasets is None or name in spec.datasets)

@@ -58,9 +58,13 @@ def parameter_counts(model: Family) -> dict[str, float]:
             "log10_n_parameters": math.log10(n) if n > 0 else -math.inf}
 
 
-def fit_model(name: str, params: dict, problem: Problem, *, seed: int) -> tuple[Family, float]:
-    """Family ``name`` fitted to the problem's training data; and the seconds it took."""
+def fit_model(name: str, params: dict, problem: Problem, *, seed: int,
+              before_fit=None) -> tuple[Family, float]:
+    """Family ``name`` fitted to the problem's training data; and the seconds it took.
+    ``before_fit(model)``, when given, is called on the unfitted model (e.g. to watch its training)."""
     model = make_family(name, problem.domain, **params)
+    if before_fit is not None:
+        before_fit(model)
     t = time.perf_counter()
     model.fit(problem.train, rng=fit_rng(seed))
     return model, time.perf_counter() - t

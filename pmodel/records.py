@@ -59,6 +59,7 @@ class RunResult:
     notes: tuple[str, ...] = ()
     log_prob_kind: str | None = None
     taxonomy: str | None = None         # the family's place in the chapter's taxonomy
+    tags: dict = field(default_factory=dict)  # e.g. where a deep family trained (device, torch, CUDA)
     error: str | None = None
     run_id: str | None = None
     problem_path: str | None = None

@@ -229,17 +229,48 @@ def _require(path: str) -> Path:
     return p
 
 
+#: the sample grids a deep image fit draws while it trains, in its model folder
+PROGRESS_DIR = "progress"
+
+
+def _watch_training(folder: Path, pictures: int):
+    """``before_fit`` for :func:`pmodel.evaluate.fit_model`: a deep family on images draws 16
+    samples ``pictures`` times while it trains (evenly over its budget's epochs), each written
+    to ``folder/progress/samples-epoch-NNNN.png``, for the child run's image sequence."""
+
+    def before_fit(model) -> None:
+        if pictures < 1 or model.kind != "image" or not hasattr(model, "watch"):
+            return
+        from pmodel import plots
+
+        out = folder / PROGRESS_DIR
+        out.mkdir(parents=True, exist_ok=True)
+        model.watch(lambda epoch, x: plots.image_grid(
+            x, out / f"samples-epoch-{epoch:04d}.png", n_cols=8,
+            title=f"{model.name}: 16 samples after epoch {epoch}"), pictures=pictures, n_samples=16)
+
+    return before_fit
+
+
+def progress_pictures(model_path: str) -> list[tuple[int, Path]]:
+    """The (epoch, PNG) pictures a fit drew while training, in order."""
+    folder = Path(model_path) / PROGRESS_DIR
+    return sorted((int(p.stem.rsplit("-", 1)[1]), p) for p in folder.glob("samples-epoch-*.png"))
+
+
 @task(task_run_name="fit-{dataset}-{label}", **_CACHED)
 def fit_family(problem_path: str, dataset: str, family: str, params: dict, label: str,
-               seed: int, key: str) -> str:
-    """Fit one family to a problem's training data (seeded); save the model; return its folder."""
+               seed: int, key: str, pictures: int = 0) -> str:
+    """Fit one family to a problem's training data (seeded); save the model; return its folder.
+    A deep family on images draws ``pictures`` sample grids while it trains."""
     from pmodel.evaluate import fit_model
     from pmodel.problems import load_problem
 
     problem = load_problem(_require(problem_path))
-    model, seconds = fit_model(family, params, problem, seed=seed)
     path = output_path("fit", key)
     path.mkdir(parents=True, exist_ok=True)
+    model, seconds = fit_model(family, params, problem, seed=seed,
+                               before_fit=_watch_training(path, pictures))
     _atomic_text(path / "fit.json", json.dumps({"fit_seconds": seconds}))
     model.save(path)
     return str(path)
@@ -282,4 +313,5 @@ def score_family(problem_path: str, model_path: str, samples_path: str, dataset:
     metrics, skipped = score(model, problem, samples, fit_seconds=fit_seconds,
                              sample_seconds=sample_seconds)
     return {"metrics": metrics, "skipped": skipped, "notes": list(problem.notes),
-            "log_prob_kind": model.log_prob_kind, "taxonomy": model.taxonomy}
+            "log_prob_kind": model.log_prob_kind, "taxonomy": model.taxonomy,
+            "tags": dict(getattr(model, "device_info_", {}))}

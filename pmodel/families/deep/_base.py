@@ -83,17 +83,28 @@ class DeepFamily(Family):
                             val_loss=None if players else self._val_loss, on_epoch=self._on_epoch,
                             after_epoch=self._after_epoch, desc=f"{self.name} ({self.kind})")
 
-    def watch(self, callback, *, every: int = 5, n_samples: int = 16) -> "DeepFamily":
-        """Pictures while training (images): after every ``every``-th epoch, ``callback(epoch,
-        samples)`` gets ``n_samples`` draws, (n_samples, *event_shape). The draws use a
-        generator of their own, seeded by the epoch, so a watched fit and an unwatched one end
-        with the same weights. Not saved with the model."""
-        self._watch = (callback, int(every), int(n_samples))
+    def watch(self, callback, *, pictures: int = 6, n_samples: int = 16) -> "DeepFamily":
+        """Pictures while training (images): ``pictures`` times, evenly over the epochs the
+        budget allows, ``callback(epoch, samples)`` gets ``n_samples`` draws, (n_samples,
+        *event_shape). The draws use a generator of their own, seeded by the epoch, so a
+        watched fit and an unwatched one end with the same weights. Not saved with the model."""
+        self._watch = (callback, int(pictures), int(n_samples))
         return self
 
+    def _watch_every(self, n_train: int) -> int:
+        """Epochs between two pictures: the epochs the budget allows (``epochs``, or fewer
+        when ``max_steps`` ends training first) over the number of pictures."""
+        _, pictures, _ = getattr(self, "_watch", (None, 0, 0))
+        b = _train.Budget.of(self)
+        n_fit = n_train - (int(round(b.val_fraction * n_train)) if n_train >= 10 else 0)
+        planned = b.epochs
+        if b.max_steps:
+            planned = min(planned, -(-b.max_steps // -(-max(n_fit, 1) // b.batch_size)))
+        return max(1, -(-planned // max(pictures, 1)))
+
     def _after_epoch(self, epoch: int) -> None:
-        callback, every, n = getattr(self, "_watch", (None, 0, 0))
-        if callback is None or every < 1 or (epoch + 1) % every or self.kind != "image":
+        callback, pictures, n = getattr(self, "_watch", (None, 0, 0))
+        if callback is None or pictures < 1 or self.kind != "image" or (epoch + 1) % self._every:
             return
         callback(epoch + 1, self.sample(n, rng=np.random.default_rng([PROGRESS_SEED, epoch])))
 
@@ -114,6 +125,7 @@ class DeepFamily(Family):
                                         _torch.seed_from(rng)).to(device)
             self.n_parameters_ = _torch.n_parameters(self.module_)
             self._init_from_data(X)
+            self._every = self._watch_every(len(X))
             trained = self._train(data, rng)
             self.history_ = trained.history
             self.stopped_by_, self.epochs_ = trained.stopped_by, trained.epochs
@@ -131,6 +143,7 @@ class DeepFamily(Family):
     def _state(self):
         state = super()._state()
         state.pop("_watch", None)
+        state.pop("_every", None)
         state["module_"] = _torch.state_arrays(state["module_"])
         state["history_"] = {k: np.asarray(v, dtype=np.float64) for k, v in self.history_.items()}
         return state
