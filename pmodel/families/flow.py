@@ -7,9 +7,12 @@
   (``pmodel.families.deep._base``: ``Z`` by quadrature, ``mass_outside_`` kept):
   an exact density per deg^2.
 - image: RealNVP (Dinh et al. 2017) on dequantised pixels. ``v = x + u``,
-  ``u ~ U[0, 1)^D``, is squashed to ``s = logit(a + (1 - 2a) v / L)`` and
-  mapped to noise by a per-pixel affine layer (started at the data's per-pixel
-  mean and spread: what naive Bayes knows) and checkerboard affine couplings.
+  ``u ~ U[0, 1)^D``, goes through each pixel's own marginal CDF (piecewise
+  linear over the levels' unit bins, learned, started at naive Bayes's
+  marginals), Gaussianised, ``y = Phi^-1(F(v))``, then through checkerboard
+  affine couplings (started at the identity) that model how pixels depend on
+  each other. So the flow starts exactly at naive Bayes's likelihood and
+  training can only be judged against it.
   On 8-bit images the density of ``v`` gives a lower bound on the discrete
   log-likelihood (Theis et al. 2016):
 
@@ -34,7 +37,7 @@ from torch import nn
 
 from pmodel.families.base import Hyper
 from pmodel.families.deep import _torch
-from pmodel.families.deep._base import DeepFamily
+from pmodel.families.deep._base import DeepFamily, naive_bayes_logits
 from pmodel.families.deep._zuko import ZukoPoints
 
 LOG_PROB_SEED = 20240607  # the dequantisation noise of log_prob: fixed, so log_prob is a function
@@ -68,7 +71,54 @@ class RealNVPConfig:
     levels: int
     couplings: int
     channels: int
-    alpha: float = 0.05
+
+
+class MarginalCDF(nn.Module):
+    """Each pixel's dequantised value through its own marginal CDF, then Gaussianised:
+
+        y = Phi^-1(F(v)),  F(v) = C_{k-1} + (v - k) p_k  for v in [k, k + 1),
+        log |dy/dv| = log p_k - log phi(y)
+
+    with ``p = softmax(logits)`` per pixel (L bins of unit width) and ``C`` its cumulative
+    sum. Started at naive Bayes's log-marginals and followed by identity couplings, the flow's
+    density of ``v`` is naive Bayes's mass spread uniformly over each bin, so its
+    dequantisation bound starts exactly at naive Bayes's log-likelihood. Computed in float64
+    (the CDF's tails)."""
+
+    def __init__(self, height: int, width: int, levels: int):
+        super().__init__()
+        self.shape, self.L = (height, width), levels
+        self.logits = nn.Parameter(torch.zeros(height * width, levels))
+
+    def _table(self):
+        logp = torch.log_softmax(self.logits.to(torch.float64), -1)    # (D, L)
+        p = logp.exp()
+        upper = torch.cumsum(p, -1)
+        return logp, p, upper - p, upper
+
+    def forward(self, v):
+        """v (B, H, W) in [0, L) -> y (B, 1, H, W), log |dy/dv| (B,)."""
+        B = len(v)
+        logp, p, lower, _ = self._table()
+        vf = v.reshape(B, -1).to(torch.float64)
+        k = vf.floor().clamp(0, self.L - 1).long()                       # (B, D)
+        take = lambda t: torch.gather(t.unsqueeze(0).expand(B, -1, -1), 2, k.unsqueeze(-1)).squeeze(-1)
+        F = (take(lower) + (vf - k) * take(p)).clamp(1e-300, 1 - 1e-16)
+        y = torch.special.ndtri(F)
+        log_phi = -0.5 * y**2 - 0.5 * math.log(2 * math.pi)
+        ladj = (take(logp) - log_phi).sum(1)
+        return y.reshape(B, 1, *self.shape).to(v.dtype), ladj.to(v.dtype)
+
+    def inverse(self, y):
+        """y (B, 1, H, W) -> v (B, H, W): the bin whose CDF interval holds Phi(y), and the
+        place within it."""
+        B = len(y)
+        _, p, lower, upper = self._table()
+        F = torch.special.ndtr(y.reshape(B, -1).to(torch.float64))      # (B, D)
+        k = torch.searchsorted(upper.contiguous(), F.T.contiguous(), right=True).T.clamp(0, self.L - 1)
+        take = lambda t: torch.gather(t.unsqueeze(0).expand(B, -1, -1), 2, k.unsqueeze(-1)).squeeze(-1)
+        frac = ((F - take(lower)) / take(p).clamp_min(1e-300)).clamp(0.0, 1.0 - 1e-9)
+        return (k + frac).reshape(B, *self.shape).to(y.dtype)
 
 
 class AffineCoupling(nn.Module):
@@ -102,61 +152,43 @@ class AffineCoupling(nn.Module):
 
 
 class RealNVP(nn.Module):
+    """v -> y = Phi^-1(F(v)) per pixel (:class:`MarginalCDF`) -> checkerboard affine couplings -> z."""
+
     def __init__(self, c: RealNVPConfig):
         super().__init__()
         self.c = c
-        D = c.height * c.width
-        self.loc = nn.Parameter(torch.zeros(1, 1, c.height, c.width))
-        self.log_scale = nn.Parameter(torch.zeros(1, 1, c.height, c.width))
+        self.D = c.height * c.width
+        self.marginals = MarginalCDF(c.height, c.width, c.levels)
         ii, jj = torch.meshgrid(torch.arange(c.height), torch.arange(c.width), indexing="ij")
         board = ((ii + jj) % 2).to(torch.float32).view(1, 1, c.height, c.width)
         self.couplings = nn.ModuleList(AffineCoupling(board if k % 2 == 0 else 1 - board, c.channels)
                                        for k in range(c.couplings))
-        self.D = D
 
-    def squash(self, v):
-        """v in [0, L) -> s = logit(a + (1 - 2a) v / L), and log |ds/dv| per image."""
-        a, L = self.c.alpha, self.c.levels
-        p = a + (1 - 2 * a) * v / L
-        s = torch.log(p) - torch.log1p(-p)
-        ladj = (math.log(1 - 2 * a) - math.log(L) - torch.log(p) - torch.log1p(-p)).flatten(1).sum(1)
-        return s, ladj
-
-    def log_prob_v(self, v):
-        """log p_v(v) for dequantised images v (B, H, W) in [0, L): the change of variables
-        log N(z) + log|ds/dv| + log|det d(affine)/ds| + sum of the couplings' log|det|."""
-        s, ladj = self.squash(v.unsqueeze(1))
-        z = (s - self.loc) * torch.exp(-self.log_scale)
-        ladj = ladj - self.log_scale.sum()
+    def forward_z(self, v):
+        """(z, log |dz/dv|): z (B, D) the base-space code of dequantised images v (B, H, W)."""
+        z, ladj = self.marginals(v)
         for layer in self.couplings:
             z, l = layer(z)
             ladj = ladj + l
-        log_base = -0.5 * (z**2).flatten(1).sum(1) - 0.5 * self.D * math.log(2 * math.pi)
-        return log_base + ladj
+        return z.flatten(1), ladj
 
-    def forward_z(self, v):
-        s, _ = self.squash(v.unsqueeze(1))
-        z = (s - self.loc) * torch.exp(-self.log_scale)
-        for layer in self.couplings:
-            z, _ = layer(z)
-        return z.flatten(1)
+    def log_prob_v(self, v):
+        """log p_v(v) for dequantised images v (B, H, W) in [0, L): the change of variables
+        log N(z) + log|dy/dv| + sum of the couplings' log|det|."""
+        z, ladj = self.forward_z(v)
+        return -0.5 * (z**2).sum(1) - 0.5 * self.D * math.log(2 * math.pi) + ladj
 
     def loss(self, x, g):
-        """Bits/dim of the dequantisation bound on a batch of integer images (B, H, W)."""
-        v = x + torch.rand(x.shape, generator=g, dtype=x.dtype)
-        # bits/dim = -E_u[log p_v(x + u)] / (D ln 2), with log p_v(v) = log p_y(v / L) - D log L:
-        # the density of the [0, 1) rescaling, corrected by log L per dimension (8 bits at L = 256),
-        # is what squash's log|ds/dv| carries
+        """Bits/dim of the dequantisation bound on a batch of integer images (B, H, W):
+        -E_u[log p_v(x + u)] / (D ln 2), u ~ U[0, 1)^D (unit-wide bins: no further term)."""
+        v = x + torch.rand(x.shape, generator=g, device=g.device, dtype=x.dtype)
         return -self.log_prob_v(v).mean() / (self.D * math.log(2))
 
     def sample_v(self, n, g):
-        z = torch.randn(n, 1, self.c.height, self.c.width, generator=g)
+        z = torch.randn(n, 1, self.c.height, self.c.width, generator=g, device=g.device)
         for layer in reversed(self.couplings):
             z = layer.inverse(z)
-        s = z * torch.exp(self.log_scale) + self.loc
-        p = torch.sigmoid(s)
-        a, L = self.c.alpha, self.c.levels
-        return ((p - a) / (1 - 2 * a) * L).squeeze(1)
+        return self.marginals.inverse(z)
 
 
 class ImageFlow(DeepFamily):
@@ -191,13 +223,9 @@ class ImageFlow(DeepFamily):
         return RealNVP(config)
 
     def _init_from_data(self, X):
-        # start the per-pixel affine layer at each pixel's mean and spread in logit space
-        g = _torch.generator(0)
+        # each pixel's CDF starts at naive Bayes's marginals (alpha 0.01, as the chapter's best)
         with torch.no_grad():
-            v = self._tensor(X) + torch.rand(X.shape, generator=g)
-            s, _ = self.module_.squash(v.unsqueeze(1))
-            self.module_.loc.copy_(s.mean(0, keepdim=True))
-            self.module_.log_scale.copy_(torch.log(s.std(0, keepdim=True).clamp_min(1e-2)))
+            self.module_.marginals.logits.copy_(torch.as_tensor(naive_bayes_logits(X, self.domain.levels, 0.01)))
 
     def log_prob(self, X) -> np.ndarray:
         """The dequantisation bound on log P(x), nats, one fixed-seed u per image;
@@ -221,4 +249,4 @@ class ImageFlow(DeepFamily):
         """The base-space code of each image (u = 1/2, the bins' centres), (n, height * width)."""
         self._check_fitted()
         X = self.domain.check(X)
-        return self._in_batches(self.module_.forward_z, self._tensor(X) + 0.5, 256)
+        return self._in_batches(lambda v: self.module_.forward_z(v)[0], self._tensor(X) + 0.5, 256)

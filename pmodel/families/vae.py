@@ -86,7 +86,7 @@ class VAE(nn.Module):
         kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(1)
         rec = 0
         for _ in range(samples):
-            eps = torch.randn(mu.shape, generator=g, dtype=mu.dtype)
+            eps = torch.randn(mu.shape, generator=g, device=g.device, dtype=mu.dtype)
             rec = rec + self.log_lik(x, mu + (0.5 * logvar).exp() * eps)
         return rec / samples - beta * kl
 
@@ -95,7 +95,7 @@ class VAE(nn.Module):
         mu, logvar = self.posterior(x)
         log_w = []
         for _ in range(k):
-            eps = torch.randn(mu.shape, generator=g, dtype=mu.dtype)
+            eps = torch.randn(mu.shape, generator=g, device=g.device, dtype=mu.dtype)
             z = mu + (0.5 * logvar).exp() * eps
             log_prior = -0.5 * (z**2).sum(1) - 0.5 * self.latent_dim * LOG_2PI
             log_q = -0.5 * (eps**2 + logvar).sum(1) - 0.5 * self.latent_dim * LOG_2PI
@@ -150,9 +150,9 @@ class GaussianVAE(VAE):
         return (-0.5 * ((x - m) / log_s.exp())**2 - log_s - 0.5 * LOG_2PI).sum(1)
 
     def sample(self, n, g):
-        z = torch.randn(n, self.latent_dim, generator=g, dtype=self.dec[0].weight.dtype)
+        z = torch.randn(n, self.latent_dim, generator=g, device=g.device, dtype=self.dec[0].weight.dtype)
         m, log_s = self._decode(z)
-        return m + log_s.exp() * torch.randn(m.shape, generator=g, dtype=m.dtype)
+        return m + log_s.exp() * torch.randn(m.shape, generator=g, device=g.device, dtype=m.dtype)
 
 
 class _VAEFamily:
@@ -208,13 +208,13 @@ class PointsVAE(_VAEFamily, PointsDeep):
 
     def log_prob(self, X, *, log_prob_z=None) -> np.ndarray:
         """An estimate of the ELBO (``elbo_samples`` fixed-seed draws) minus log Z, per deg^2."""
-        g = _torch.generator(LOG_PROB_SEED)
+        g = _torch.generator(LOG_PROB_SEED, self.device_)
         return super().log_prob(X, log_prob_z=log_prob_z or (
             lambda Z: self.module_.elbo(Z, g, self.elbo_samples)))
 
     def log_prob_iwae(self, X) -> np.ndarray:
         """The importance-weighted bound (``iwae_samples`` draws), renormalised like log_prob."""
-        g = _torch.generator(LOG_PROB_SEED)
+        g = _torch.generator(LOG_PROB_SEED, self.device_)
         return super().log_prob(X, log_prob_z=lambda Z: self.module_.iwae(Z, g, self.iwae_samples))
 
 
@@ -255,7 +255,7 @@ class CategoricalVAE(VAE):
                    for j, lg in enumerate(self._logits(z)))
 
     def sample(self, n, g):
-        z = torch.randn(n, self.latent_dim, generator=g, dtype=self.bias.dtype)
+        z = torch.randn(n, self.latent_dim, generator=g, device=g.device, dtype=self.bias.dtype)
         return torch.stack([torch.multinomial(torch.softmax(lg, 1), 1, generator=g).squeeze(1)
                             for lg in self._logits(z)], dim=1)
 
@@ -275,12 +275,12 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
 
     def log_prob(self, X) -> np.ndarray:
         """An estimate of the ELBO (``elbo_samples`` fixed-seed draws), nats."""
-        g = _torch.generator(LOG_PROB_SEED)
+        g = _torch.generator(LOG_PROB_SEED, self.device_)
         return self._bound(X, lambda x: self.module_.elbo(x, g, self.elbo_samples), 256)
 
     def log_prob_iwae(self, X) -> np.ndarray:
         """The importance-weighted bound with ``iwae_samples`` fixed-seed draws, nats."""
-        g = _torch.generator(LOG_PROB_SEED)
+        g = _torch.generator(LOG_PROB_SEED, self.device_)
         return self._bound(X, lambda x: self.module_.iwae(x, g, self.iwae_samples), 64)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
@@ -365,7 +365,7 @@ def discretised_logistic_log_prob(x, mean, log_scale, levels: int):
 def discretised_logistic_sample(mean, log_scale, levels: int, g):
     """x = clip(round(y), 0, L-1), y ~ Logistic(mean, scale): exactly a draw from the
     discretised logistic above (each bin collects the logistic's mass over it)."""
-    u = torch.rand(mean.shape, generator=g, dtype=mean.dtype).clamp(1e-7, 1 - 1e-7)
+    u = torch.rand(mean.shape, generator=g, device=g.device, dtype=mean.dtype).clamp(1e-7, 1 - 1e-7)
     y = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     return torch.clamp(torch.round(y), 0, levels - 1).long()
 
@@ -418,7 +418,7 @@ class ConvVAE(VAE):
         return discretised_logistic_log_prob(x, out[:, 0], out[:, 1], self.c.levels).flatten(1).sum(1)
 
     def sample(self, n, g, mode: bool = False):
-        z = torch.randn(n, self.latent_dim, generator=g, dtype=self.pixel_bias.dtype)
+        z = torch.randn(n, self.latent_dim, generator=g, device=g.device, dtype=self.pixel_bias.dtype)
         out = self.logits(z)
         if self.c.decoder == "logistic":
             if mode:  # the level nearest the mean: the most likely one (not a draw from p(x | z))

@@ -69,7 +69,7 @@ class ZukoPoints(PointsDeep):
 
     def _draw_z(self, n, g):
         flow = self.module_()
-        eps = torch.randn(n, 2, generator=g, dtype=self.dtype)
+        eps = torch.randn(n, 2, generator=g, device=g.device, dtype=self.dtype)
         return flow.transform.inv(eps)
 
     def encode(self, X) -> np.ndarray:
@@ -77,8 +77,7 @@ class ZukoPoints(PointsDeep):
         self._check_fitted()
         X = self.domain.check(X)
         Z = self._tensor((X - self.shift_) / self.scale_)
-        with torch.no_grad():
-            return self.module_().transform(Z).numpy().astype(np.float64)
+        return self._in_batches(lambda z: self.module_().transform(z), Z, 8192)
 
 
 __all__ = ["ZukoPoints", "ZukoConfig", "_torch"]
