@@ -98,10 +98,24 @@ SCORES: dict[str, Score] = {
                           "(a model that only repeats its training set is no generator)",
                           "fraction 0..1", "higher"),
     "unique_rate": Score("share of distinct samples", "fraction 0..1", "higher"),
-    "valid_rate": Score("images: share of samples close to a real avatar render",
-                        "fraction 0..1", "higher"),
+    "valid_rate": Score(
+        "images: share of samples strictly valid, i.e. within half the distance from their "
+        "nearest render to its nearest other render (about 1 grey level RMS for most avatars): "
+        "the sample shows one combination; see near_render_rate for what the eye accepts",
+        "fraction 0..1", "higher"),
     "n_valid_combinations": Score("images: how many distinct real avatars the samples reach",
                                   "count", "higher"),
+    "near_render_rate": Score(
+        "images: share of samples within 8 grey levels RMS (0..255 scale) of their nearest "
+        "valid render, where the eye takes a sample for that render (a render plus sigma-8 "
+        "noise is plainly the same avatar); samples as given, not rounded",
+        "fraction 0..1", "higher"),
+    "near_render_rate_16": Score(
+        "images: share of samples within 16 grey levels RMS of their nearest valid render "
+        "(where small models first register)", "fraction 0..1", "higher"),
+    "median_render_distance": Score(
+        "images: median RMS distance from a sample to its nearest valid render; 0 is a copy "
+        "of a render, sigma-8 noise on one is about 8", "grey levels RMS (0..255)", "lower"),
     "box_sea_share": Score("the orange box on land: share of the box that is sea (point A)",
                            "fraction 0..1"),
     "land_outside_box_share": Score("the orange box on land: share of land outside the box "
@@ -217,8 +231,11 @@ FAMILY_ASSUMES: dict[str, str] = {
 PICTURE_SHOWS: dict[str, str] = {
     "categorical": "`samples.png`: ten sampled rows; the last column says whether the row is a "
                    "copy of a training row",
-    "image": "`samples.png`: 50 sampled images; the training images are on the parent run "
-             "(`training-images.png`)",
+    "image": "`samples.png`: 50 sampled images, on built-in data each above its nearest valid "
+             "render with their RMS distance d in grey levels (8 or less: the eye takes it for "
+             "that render); on the parent run, the training images "
+             "(`training-images-<dataset>.png`) and on built-in data what a distance looks "
+             "like (`pictures/render-tolerance-<dataset>.png`)",
     "points": "`samples.png`: the samples on the map, green on land and red at sea, with the "
               "training points (black crosses)",
 }

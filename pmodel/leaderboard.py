@@ -10,8 +10,14 @@ rows are grouped by the chapter's taxonomy of density, in this order:
    ``kl_to_truth_bound`` ascending (an upper bound on the KL) where the truth is
    known, else by ``heldout_loglik_bound`` descending;
 3. implicit density (GAN: samples only): by the dataset's sample score
-   (``valid_rate``, ``on_land_rate`` or ``novelty_rate``) descending;
+   (``valid_rate``, ``on_land_rate`` or ``novelty_rate``) descending, ties (on
+   images most often at a strict ``valid_rate`` of 0) by ``near_render_rate``
+   then ``near_render_rate_16`` descending;
 4. failed runs.
+
+The last columns are that sample score and, on image datasets, what the eye
+accepts: ``near8`` and ``near16`` (``near_render_rate``, ``near_render_rate_16``)
+and ``d_median`` (``median_render_distance``).
 
 A bound is never ranked against an exact value: the groups are not merged.
 Each row says which kind of likelihood it shows: an exact value, ``>= x`` (a
@@ -57,6 +63,11 @@ def loglik_value(result: RunResult) -> float:
     return math.nan if value is None else float(value)
 
 
+def _number(value) -> float:
+    """A metric as a float, NaN when absent."""
+    return math.nan if value is None else float(value)
+
+
 def _desc(value: float) -> float:
     """A sort key for 'higher first' that puts NaN last and -inf after every finite value."""
     return math.inf if math.isnan(value) else -value
@@ -69,8 +80,8 @@ def rank_key(result: RunResult, by_kl: bool) -> tuple:
     metrics = result.metrics or {}
     kind = loglik_kind(result)
     if kind == "none":
-        extra = metrics.get(_extra_column([result]), math.nan)
-        return (2, _desc(math.nan if extra is None else float(extra)))
+        return (2, *(_desc(_number(metrics.get(k)))
+                     for k in (_extra_column([result]), "near_render_rate", "near_render_rate_16")))
     group = 0 if kind == "exact" else 1
     ll = loglik_value(result)
     if by_kl:
@@ -133,6 +144,19 @@ def _extra_column(rows: list[RunResult]) -> str:
                 "novelty_rate")
 
 
+#: Beside valid_rate on image datasets, with their short headers: what the eye accepts.
+NEAR_COLUMNS = {"near_render_rate": "near8", "near_render_rate_16": "near16",
+                "median_render_distance": "d_median"}
+
+
+def _sample_columns(rows: list[RunResult]) -> list[str]:
+    """The last columns: the dataset's sample score, then the near-render scores some row has."""
+    extra = _extra_column(rows)
+    if extra != "valid_rate":
+        return [extra]
+    return [extra, *(k for k in NEAR_COLUMNS if any(k in (r.metrics or {}) for r in rows))]
+
+
 COLUMNS = ("kl_to_truth", "heldout_loglik", "in_support", "out_of_support_rate")
 
 FOOTNOTE = ("heldout_loglik: mean nats per held-out example over ALL of them (-inf when one has "
@@ -140,6 +164,16 @@ FOOTNOTE = ("heldout_loglik: mean nats per held-out example over ALL of them (-i
             "with no likelihood; '<= x' in kl_to_truth is an upper bound on the KL, from that lower "
             "bound. in_support: the same mean over the examples with p > 0 only, read with "
             "out_of_support_rate (the share with p = 0).")
+
+NEAR_FOOTNOTE = ("near8 / near16: near_render_rate / near_render_rate_16, the share of samples "
+                 "within 8 / 16 grey levels RMS of their nearest valid render (valid_rate is "
+                 "stricter: about 1 level for most avatars); d_median: median_render_distance, in "
+                 "grey levels.")
+
+
+def _footnote(tables: list[list[str]]) -> str:
+    """The footnote, explaining the near-render columns when some table shows them."""
+    return FOOTNOTE + (" " + NEAR_FOOTNOTE if any(len(cols) > 1 for cols in tables) else "")
 
 
 def kl_text(result: RunResult) -> str:
@@ -153,10 +187,10 @@ def kl_text(result: RunResult) -> str:
     return "-"
 
 
-def _cells(r: RunResult, extra: str) -> list[str]:
+def _cells(r: RunResult, extra: list[str]) -> list[str]:
     m = r.metrics or {}
     return [kl_text(r), loglik_text(r), fmt(m.get("heldout_loglik_in_support")),
-            fmt(m.get("out_of_support_rate")), fmt(m.get(extra))]
+            fmt(m.get("out_of_support_rate")), *(fmt(m.get(k)) for k in extra)]
 
 
 def _rule(rows: list[RunResult]) -> str:
@@ -185,46 +219,53 @@ def _clip(label: str, width: int) -> str:
 
 def as_text(results: list[RunResult]) -> str:
     """The terminal's leaderboard: one table per dataset, best first."""
-    lines = []
+    lines, tables = [], []
     for dataset, rows in ranked(results).items():
-        extra = _extra_column(rows)
+        extra = _sample_columns(rows)
+        tables.append(extra)
+        widths = [13] + [8] * (len(extra) - 1)  # the near-render columns: short headers, 4 digits
+        heads = [extra[0]] + [NEAR_COLUMNS[k] for k in extra[1:]]
         lines.append(f"\n{dataset} (best first, {_rule(rows)})")
         w = min(max([34] + [len(r.label) for r in rows]), LABEL_WIDTH_MAX)
         lines.append(f"  {'family':<{w}} {'taxonomy':<15} {'kl_to_truth':>11} {'heldout_loglik':>14} "
-                     f"{'in_support':>10} {'out_of_support':>14} {extra:>13}")
+                     f"{'in_support':>10} {'out_of_support':>14} "
+                     + " ".join(f"{h:>{n}}" for h, n in zip(heads, widths)))
         for heading, r in _headed(rows):
             if heading:
                 lines.append(f"  -- {heading}")
             if r.error:
                 lines.append(f"  {_clip(r.label, w):<{w}} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
-            kl, ll, ins, oos, ex = _cells(r, extra)
+            kl, ll, ins, oos, *ex = _cells(r, extra)
             lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>11} {ll:>14} {ins:>10} {oos:>14} "
-                         f"{ex:>13}")
-    lines.append("\n(" + FOOTNOTE + ")")
+                         + " ".join(f"{c:>{n}}" for c, n in zip(ex, widths)))
+    lines.append("\n(" + _footnote(tables) + ")")
     return "\n".join(lines)
 
 
 def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
     """The same leaderboard in Markdown; ``names`` maps (dataset, label) to a run name."""
     names = names or {}
-    parts = []
+    parts, tables = [], []
     for dataset, rows in ranked(results).items():
-        extra = _extra_column(rows)
+        extra = _sample_columns(rows)
+        tables.append(extra)
+        heads = [extra[0]] + [NEAR_COLUMNS[k] for k in extra[1:]]
+        blank = " |" * (4 + len(extra))  # the cells after the run's
         parts.append(f"**{dataset}**, best first, {_rule(rows)}:\n")
-        parts.append(f"| # | run | kl_to_truth | heldout_loglik | in support | out_of_support_rate "
-                     f"| {extra} |")
-        parts.append("|---|---|---|---|---|---|---|")
+        parts.append("| # | run | kl_to_truth | heldout_loglik | in support | out_of_support_rate | "
+                     + " | ".join(heads) + " |")
+        parts.append("|---|---|---|---|---|---|" + "---|" * len(extra))
         for k, (heading, r) in enumerate(_headed(rows), 1):
             if heading:
-                parts.append(f"| | *{heading}* | | | | | |")
+                parts.append(f"| | *{heading}* |{blank}")
             name = names.get((dataset, r.label), r.label)
             if r.error:
-                parts.append(f"| {k} | {name} | FAILED | | | | |")
+                parts.append(f"| {k} | {name} | FAILED |{blank[2:]}")
                 continue
             cells = " | ".join(c.replace("|", "\\|") for c in _cells(r, extra))
             parts.append(f"| {k} | {name} | {cells} |")
         parts.append("")
-    parts.append("*" + FOOTNOTE + "*")
+    parts.append("*" + _footnote(tables) + "*")
     return "\n".join(parts)
 

@@ -8,7 +8,9 @@ class           knowledge                                   sample scores
 ==============  ==========================================  ==================================
 TableTruth      a probability for every cell of a table     -
 RenderTruth     a finite set of valid images, with probs    valid_rate, n_valid_combinations,
-                                                            valid_novel_rate
+                                                            valid_novel_rate, near_render_rate,
+                                                            near_render_rate_16,
+                                                            median_render_distance
 LandTruth       a region of the land mask (uniform on land) on_land_rate, land_coverage
 ==============  ==========================================  ==================================
 
@@ -114,11 +116,14 @@ class RenderTruth(Truth):
         return self.__dict__["_index"]
 
     def sample_scores(self, samples: np.ndarray, *, train: np.ndarray | None = None) -> dict[str, float]:
-        """``valid_rate`` and ``n_valid_combinations`` (as :func:`image_validity`), and with
-        ``train`` ``valid_novel_rate`` (as :func:`valid_novel_rate`: on the samples rounded to
-        whole levels; the nearest renders are searched once when rounding changes nothing)."""
-        ok, idx, _ = self.index.nearest(samples)
-        out = {"valid_rate": float(ok.mean()), "n_valid_combinations": float(np.unique(idx[ok]).size)}
+        """``valid_rate`` and ``n_valid_combinations`` (as :func:`image_validity`),
+        ``near_render_rate``, ``near_render_rate_16`` and ``median_render_distance`` (as
+        :func:`near_render_scores`, from the same nearest-render search, on the samples as
+        given), and with ``train`` ``valid_novel_rate`` (as :func:`valid_novel_rate`: on the
+        samples rounded to whole levels; searched again only when rounding changes them)."""
+        ok, idx, rms = self.index.nearest(samples)
+        out = {"valid_rate": float(ok.mean()), "n_valid_combinations": float(np.unique(idx[ok]).size),
+               **image_scores.near_render_scores(rms)}
         if train is not None:
             rounded = np.clip(np.rint(np.asarray(samples, dtype=np.float64)), 0, 255)
             if not np.array_equal(rounded, samples):

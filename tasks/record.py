@@ -90,7 +90,13 @@ def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
     from pmodel import plots
 
     kind, files, note = problem.kind, [], caption(result, problem, samples)
-    if kind == "image":
+    if kind == "image" and _has_renders(problem):
+        note = " ".join(filter(None, [note, _near_render_note(result, len(samples))]))
+        files.append((plots.samples_beside_renders(
+            samples[:50], problem.truth.index, out / MAIN_PICTURE, n_cols=10,
+            title=f"{name}: 50 samples, each above its nearest valid render (d: RMS distance, "
+            "grey levels)", caption=note), None))
+    elif kind == "image":
         files.append((plots.image_grid(samples[:50], out / MAIN_PICTURE, n_cols=10,
                                        title=f"{name}: 50 samples", caption=note), None))
     elif kind == "points" and problem.truth is not None:
@@ -120,6 +126,23 @@ def _pictures(result: RunResult, problem, model, samples: np.ndarray, out: Path,
         files.extend((path, "pictures") for path in latent_pictures(model, problem, out, name))
     files.extend((path, "pictures") for path in _deep_pictures(problem, model, out, name))
     return files, note
+
+
+def _has_renders(problem) -> bool:
+    """Whether the problem's truth is a finite set of valid renders (built-in images)."""
+    return problem.truth is not None and problem.truth.name == "renders"
+
+
+def _near_render_note(result: RunResult, n_samples: int) -> str | None:
+    """The main image picture's line on distances: how many samples the eye would
+    take for a render, and how many are strictly valid."""
+    m = result.metrics or {}
+    if "near_render_rate" not in m:
+        return None
+    return (f"Over all {n_samples} samples, {m['near_render_rate']:.0%} are within 8 grey levels "
+            f"RMS of a render (near_render_rate), {m.get('near_render_rate_16', math.nan):.0%} "
+            f"within 16, {m.get('valid_rate', math.nan):.0%} strictly valid (valid_rate); median "
+            f"d = {m.get('median_render_distance', math.nan):.1f}.")
 
 
 def picture_dir() -> Path:
@@ -267,17 +290,43 @@ def _log_inputs(uri: str, run_id: str, dataset: str, ingested: Ingested) -> None
                                    if role == "heldout" else role)
 
 
+def _log_once(uri: str, parent_run_id: str, folder: str | None, name: str, draw) -> None:
+    """Log the picture ``draw(name)`` draws at ``folder/name`` on the parent run, unless an
+    earlier child of the dataset did (the picture is drawn only when logged)."""
+    path = f"{folder}/{name}" if folder else name
+    if any(a.path == path for a in tracking.list_artifacts(uri, parent_run_id, folder)):
+        return
+    tracking.log_artifact(uri, parent_run_id, draw(name), folder)
+
+
 def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem, out: Path) -> None:
     """The training images of an image dataset, once, on the parent run."""
     from pmodel import plots
 
-    name = f"training-images-{dataset}.png"
-    if any(a.path == name for a in tracking.list_artifacts(uri, parent_run_id)):
-        return
-    tracking.log_artifact(uri, parent_run_id, plots.image_grid(
-        problem.train[:50], out / name, n_cols=10,
-        title=f"{dataset}: the first {min(50, len(problem.train))} of {len(problem.train)} "
-        "training images"))
+    n = len(problem.train)
+    _log_once(uri, parent_run_id, None, f"training-images-{dataset}.png",
+              lambda name: plots.image_grid(problem.train[:50], out / name, n_cols=10,
+                                            title=f"{dataset}: the first {min(50, n)} of {n} "
+                                            "training images"))
+
+
+def _log_render_tolerance_once(uri: str, parent_run_id: str, dataset: str, problem,
+                               out: Path) -> None:
+    """What a distance in grey levels looks like, once per image dataset with valid renders,
+    on the parent run: a training image (a render) under noise of sigma 2, 4 and 8, and a
+    sample of naive Bayes (alpha 0.01) fitted here on the training images."""
+    from pmodel import plots
+    from pmodel.families import make_family
+
+    def draw(name: str) -> Path:
+        # seeded: the same picture for the same training data
+        nb = make_family("naive_bayes", problem.domain, alpha=0.01).fit(problem.train)
+        sample = nb.sample(1, rng=np.random.default_rng([0, 5]))[0]
+        return plots.render_tolerance(problem.train[0], sample, problem.truth.index, out / name,
+                                      rng=np.random.default_rng([0, 6]),
+                                      sample_name="naive Bayes, a=0.01")
+
+    _log_once(uri, parent_run_id, "pictures", f"render-tolerance-{dataset}.png", draw)
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
@@ -331,6 +380,8 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
             tracking.log_artifacts(uri, run_id, stage)
             if problem.kind == "image":
                 _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
+            if problem.kind == "image" and _has_renders(problem):
+                _log_render_tolerance_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
         tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
                                                     len(problem.heldout), note)
         tracking.log_batch(uri, run_id, metrics=metrics, params=params, tags=tags,
@@ -435,7 +486,7 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
 #: The runs table's columns, in this order of preference, when some run has them.
 VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "heldout_loglik", "heldout_loglik_bound",
                 "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim",
-                "on_land_rate", "valid_rate", "novelty_rate")
+                "on_land_rate", "valid_rate", "near_render_rate", "novelty_rate")
 
 
 def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> None:

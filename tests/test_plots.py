@@ -73,6 +73,52 @@ def test_image_grid_rejects_a_wrong_shape(tmp_path):
         plots.image_grid(np.zeros((4, 4), np.uint8), tmp_path / "g.png")
 
 
+def test_image_pairs_put_each_upper_image_above_its_lower_one_with_its_label(tmp_path):
+    from pmodel.plots.grids import PAIR_GAP, PAIR_LABEL_HEIGHT, PAIR_RULE
+
+    rng = np.random.default_rng(1)
+    upper = rng.integers(0, 256, size=(7, 5, 6), dtype=np.uint8)
+    lower = rng.integers(0, 256, size=(7, 5, 6)).astype(np.float64) + 0.3  # drawn rounded
+    n_cols, scale, gap = 3, 4, 2
+    path = plots.image_pairs(upper, lower, [f"d={k}" for k in range(7)], tmp_path / "p.png",
+                             n_cols=n_cols, scale=scale)
+    got = np.asarray(Image.open(path).convert("L"))
+    cell_h, cell_w = 5 * scale, 6 * scale
+    pair = 2 * cell_h + gap + PAIR_LABEL_HEIGHT
+    assert got.shape == (3 * pair + 2 * PAIR_GAP, n_cols * cell_w + (n_cols - 1) * gap)
+    up = lambda img: np.kron(np.rint(img).astype(np.uint8), np.ones((scale, scale), np.uint8))  # noqa: E731
+    for k in range(7):
+        r, c = divmod(k, n_cols)
+        y, x = r * (pair + PAIR_GAP), c * (cell_w + gap)
+        np.testing.assert_array_equal(got[y:y + cell_h, x:x + cell_w], up(upper[k]))
+        y += cell_h + gap
+        np.testing.assert_array_equal(got[y:y + cell_h, x:x + cell_w], up(lower[k]))
+        label = got[y + cell_h:y + cell_h + PAIR_LABEL_HEIGHT, x:x + cell_w]
+        assert (label < 128).any(), k  # the label is drawn under its pair
+    assert (got[pair + PAIR_GAP // 2] == PAIR_RULE).all()  # a rule between pairs of rows
+    empty = got[2 * (pair + PAIR_GAP):, 1 * (cell_w + gap):]  # after the last pair
+    assert (empty == 255).all()
+    with pytest.raises(ValueError, match="as many"):
+        plots.image_pairs(upper, lower[:3], ["a"] * 7, tmp_path / "q.png")
+
+
+def test_samples_beside_renders_and_render_tolerance_are_readable(tmp_path):
+    from pmodel.datasets import jars
+
+    truth = jars.truth()
+    rng = np.random.default_rng(2)
+    samples = np.clip(truth.images[:12] + rng.normal(0, 5, (12, 32, 32)), 0, 255)
+    img = open_png(plots.samples_beside_renders(samples, truth.index, tmp_path / "s.png",
+                                                title="12 samples"))
+    pair = 2 * 96 + 2 + 18 + 10
+    assert img.size == (10 * 96 + 9 * 2, plots.GRID_TITLE_HEIGHT + 2 * pair - 10)
+    img = open_png(plots.render_tolerance(truth.images[0], samples[0], truth.index,
+                                          tmp_path / "t.png", rng=rng))
+    assert img.size == (5 * 2 * plots.DPI, int(2.9 * plots.DPI))  # five panels
+    pixels = np.asarray(img.convert("L"))
+    assert (pixels < 64).mean() > 0.01 and (pixels == 255).mean() > 0.3  # images and text on white
+
+
 # -- land_map ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

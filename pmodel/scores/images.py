@@ -1,13 +1,32 @@
-"""Images: validity (distance to the nearest valid render) and the renders reached."""
+"""Images: validity (distance to the nearest valid render) and the renders reached.
+
+Two readings of one distance, the RMS pixel difference (0..255 scale) from a
+sample to its nearest distinct render, ``d(x, r) = sqrt(mean_pixels (x - r)^2)``:
+
+- strict validity (``valid_rate``): within half the distance from that render
+  to its nearest other render, so the sample shows one combination. The
+  avatars' thresholds have a median of about 1 grey level (many clothing
+  colours are almost the same grey), stricter than any eye.
+- a tolerance in grey levels (``near_render_rate``, 8 by default, and
+  ``near_render_rate_16``): whether the eye would take the sample for a
+  render (a render plus sigma-8 noise is plainly the same avatar), and the
+  ``median_render_distance`` itself.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+#: RMS grey levels (0..255) within which a sample is "near" a render: sigma-8 noise
+#: on a render is plainly the same avatar.
+NEAR_TOLERANCE = 8.0
+#: The wider tolerance, where small CPU models first register.
+NEAR_TOLERANCE_WIDE = 16.0
+
 
 def image_validity(samples, renders, *, threshold: float | None = None,
-                   index: RenderIndex | None = None) -> dict:
+                   index: RenderIndex | None = None, tolerance: float = NEAR_TOLERANCE) -> dict:
     """How many sampled images are (close to) a valid render, and how many renders they reach.
 
     The valid images, the images' "land", are the distinct ``renders``
@@ -37,6 +56,8 @@ def image_validity(samples, renders, *, threshold: float | None = None,
         per-render default.
     index : RenderIndex, optional
         Built from ``renders`` (and ``threshold``) beforehand, to share it between calls.
+    tolerance : float, default 8
+        RMS distance (0..255 scale) of ``near_render_rate``.
 
     Returns
     -------
@@ -45,7 +66,9 @@ def image_validity(samples, renders, *, threshold: float | None = None,
         ``n_valid_combinations``: distinct renders that are the nearest render of
         some valid sample (distinct images, not fashion cells);
         ``mean_distance``: mean RMS distance to the nearest render, all samples;
-        ``threshold_min``, ``threshold_median``: of the thresholds in use.
+        ``threshold_min``, ``threshold_median``: of the thresholds in use;
+        ``near_render_rate``, ``near_render_rate_16``, ``median_render_distance``:
+        as :func:`near_render_scores`, from the same distances.
     """
     ok, idx, rms, index = _nearest_valid(samples, renders, threshold, index)
     thresholds = index.thresholds
@@ -55,7 +78,45 @@ def image_validity(samples, renders, *, threshold: float | None = None,
         "mean_distance": float(rms.mean()),
         "threshold_min": float(thresholds.min()),
         "threshold_median": float(np.median(thresholds)),
+        **near_render_scores(rms, tolerance=tolerance),
     }
+
+
+def near_render_scores(distances, *, tolerance: float = NEAR_TOLERANCE) -> dict[str, float]:
+    """Whether the eye would take the samples for renders, from their nearest-render distances.
+
+    One tolerance for every render, in grey levels RMS, where strict validity
+    gives each render its own (about 1 level for most avatars). A sample ``x``
+    is near when ``d(x, r) <= tolerance`` for its nearest render ``r``. The
+    distances are the ones :meth:`RenderIndex.nearest` returns for the
+    samples as given: a continuous model's float samples are neither rounded
+    nor clipped (as for ``valid_rate``).
+
+    Parameters
+    ----------
+    distances : array-like of shape (n,)
+        RMS distance (0..255 scale) of each sample to its nearest render.
+    tolerance : float, default 8
+        A render plus Gaussian noise of this sigma is about this far from it.
+
+    Returns
+    -------
+    dict
+        ``near_render_rate``: share of samples within ``tolerance``;
+        ``near_render_rate_16``: share within 16 levels;
+        ``median_render_distance``: median distance, grey levels.
+
+    Examples
+    --------
+    >>> near_render_scores([0.0, 3.0, 12.0, 40.0])
+    {'near_render_rate': 0.5, 'near_render_rate_16': 0.75, 'median_render_distance': 7.5}
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"expected distances of shape (n,) with n >= 1, got {d.shape}")
+    return {"near_render_rate": float(np.mean(d <= tolerance)),
+            "near_render_rate_16": float(np.mean(d <= NEAR_TOLERANCE_WIDE)),
+            "median_render_distance": float(np.median(d))}
 
 
 class RenderIndex:

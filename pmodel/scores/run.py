@@ -14,8 +14,12 @@ heldout_bits_per_dim_bound     images: the bound in bits/dim (an upper bound)   
 entropy_truth                  H(P_data), exact                                           truth
 kl_to_truth                    KL(P_data || P_model), exact; lower is better              truth, exact
 kl_to_truth_bound              an upper bound on KL(P_data || P_model) from a bound       truth, bound
-valid_rate                     images: share of samples near a valid render               truth:renders
+valid_rate                     images: share of samples strictly valid (within half the   truth:renders
+                               distance from their nearest render to its nearest other)
 n_valid_combinations           images: distinct valid renders the samples reach           truth:renders
+near_render_rate (_16)         images: share of samples within 8 (16) grey levels RMS of  truth:renders
+                               their nearest render (samples as given, not rounded)
+median_render_distance         images: median RMS distance to the nearest render, levels  truth:renders
 on_land_rate                   points: share of samples on land in the region             truth:land
 land_coverage                  points: land coverage / the truth's expected coverage      truth:land
 box_sea_share                  the box's share that is sea (the chapter's point A)        truth:land, box
@@ -96,7 +100,8 @@ def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
 
 
 @score("truth_sample_scores", needs=("truth",),
-       metrics=("valid_rate", "n_valid_combinations", "valid_novel_rate", "on_land_rate", "land_coverage"))
+       metrics=("valid_rate", "n_valid_combinations", "valid_novel_rate", "near_render_rate",
+                "near_render_rate_16", "median_render_distance", "on_land_rate", "land_coverage"))
 def truth_sample_scores(ctx: ScoreContext) -> dict[str, float]:
     """The sample scores only the dataset's truth can give (validity, valid and novel, land vs ocean)."""
     return ctx.truth.sample_scores(ctx.samples, train=ctx.problem.train)
