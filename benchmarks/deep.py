@@ -1,26 +1,28 @@
-"""The deep families on this machine: the taxonomy run's wall time, time per epoch and per
-1,000 samples of each family, and the issue's goals, met or missed.
+"""The deep families against issue 16's goals: the taxonomy run's wall time, each fit's
+epochs, steps and samples per second, the scores, and each goal with its figure and PASS or MISS.
 
-Run (CPU-heavy: once, nice'd, nothing else running):
+Two ways to run, two profiles:
 
-    nice -n 10 .venv/bin/python benchmarks/deep.py            # pmodel run taxonomy, cold, then figures
-    nice -n 10 .venv/bin/python benchmarks/deep.py --land-10k # also: the land flow at 10,000 points
+    # the CPU profile as a user runs it: `pmodel run taxonomy` in a fresh process (a temporary
+    # PMODEL_HOME, data built from the seed), figures read back from what MLflow recorded
+    nice -n 10 .venv/bin/python benchmarks/deep.py
+    nice -n 10 .venv/bin/python benchmarks/deep.py --again   # and a second run: are the numbers equal?
 
-The taxonomy run is a fresh `pmodel` process in a temporary PMODEL_HOME (data
-built there from the seed; the avatar render cache reused), as a user runs
-it. The figures come from what MLflow recorded for its child runs:
-``seconds_per_epoch``, ``sample_seconds`` / ``n_samples``, the scores. The
-goals are the issue's; each line says PASS or MISS with the figure.
+    # any profile straight through pmodel.evaluate.run_family, no Prefect, MLflow or Great
+    # Expectations (a GPU machine that has torch but not the rest): one process per fit
+    python benchmarks/deep.py --direct experiments/taxonomy-gpu.yaml --jobs 6 --json out.json
 
-``--land-10k``: the taxonomy's land flow fitted to 10,000 points directly with
-run_family (the taxonomy itself now trains land on 10,000 points too).
+``--direct`` builds the experiment's built-in datasets in a temporary folder, fits every
+(dataset, family) pair on the experiment's device (``--set device=...`` as the CLI), and
+prints the same table and the goals of the profile (``--goals cpu|gpu``, by default from the
+file's name).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,12 +30,21 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 PY = sys.executable
+DEEP = ("autoregressive", "flow", "vae", "gan", "diffusion")
+#: metrics compared between two runs of the CPU profile (what the leaderboard shows)
+COMPARED = ("kl_to_truth", "kl_to_truth_bound", "heldout_loglik", "heldout_loglik_bound", "valid_rate",
+            "near_render_rate", "near_render_rate_16", "on_land_rate", "novelty_rate", "train_epochs")
 
 
-def run_taxonomy(env: dict) -> tuple[float, str]:
+# ---------------------------------------------------------------------------
+# The CPU profile through the CLI
+# ---------------------------------------------------------------------------
+
+def run_taxonomy(env: dict, experiment: str = "taxonomy") -> tuple[float, str]:
     t = time.perf_counter()
-    out = subprocess.run([PY, "-m", "flows.cli", "run", "taxonomy"], cwd=REPO, env=env,
+    out = subprocess.run([PY, "-m", "flows.cli", "run", experiment], cwd=REPO, env=env,
                          capture_output=True, text=True)
     wall = time.perf_counter() - t
     if out.returncode not in (0, 1):
@@ -41,121 +52,30 @@ def run_taxonomy(env: dict) -> tuple[float, str]:
     return wall, out.stdout
 
 
-def child_runs(home: Path):
+def recorded_rows(home: Path, experiment: str = "taxonomy") -> list[dict]:
+    """The last run's children as rows: tags (dataset, family, taxonomy, log_prob_kind, device)
+    and metrics."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri="sqlite:///" + str(home / "mlruns" / "mlflow.db"))
-    exp = client.get_experiment_by_name("taxonomy")
-    parents = client.search_runs([exp.experiment_id], filter_string="tags.`pmodel.config` != ''",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
-    parent = parents[0]
+    exp = client.get_experiment_by_name(experiment)
+    parent = client.search_runs([exp.experiment_id], filter_string="tags.`pmodel.config` != ''",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
     children = client.search_runs([exp.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    return parent, children
+    return [{"dataset": r.data.tags["dataset"], "family": r.data.tags["family"],
+             "taxonomy": r.data.tags.get("taxonomy", ""), "kind": r.data.tags.get("log_prob_kind", ""),
+             "device": r.data.tags.get("device", ""),
+             "status": "ok" if r.info.status == "FINISHED" else r.info.status, **r.data.metrics}
+            for r in children]
 
 
-def fmt(v, digits=3):
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def report(parent, children, wall: float, n_samples: int) -> None:
-    rows = []
-    for r in children:
-        m, t = r.data.metrics, r.data.tags
-        rows.append({"dataset": t["dataset"], "family": t["family"], "label": t.get("label", ""),
-                     "taxonomy": t.get("taxonomy", ""), "kind": t.get("log_prob_kind", ""),
-                     "status": r.info.status, **m})
-    rows.sort(key=lambda r: (r["dataset"], r["taxonomy"], r["family"]))
-    print(f"\npmodel run taxonomy: {wall:.0f} s wall ({wall / 60:.1f} min); in the flow: "
-          + ", ".join(f"{k.removeprefix('time_').removesuffix('_seconds')} {v:.0f} s"
-                      for k, v in parent.data.metrics.items() if k.startswith("time_")))
-    head = (f"{'dataset':8} {'family':15} {'taxonomy':16} {'kind':11} {'fit s':>6} {'epochs':>6} "
-            f"{'s/epoch':>7} {'stop@s':>6} {'s/1000 smp':>10} {'loglik':>9} {'bound':>9} {'iwae':>9} "
-            f"{'bits/dim':>8} {'KL':>8} {'land':>6} {'valid':>6} {'val+nov':>7}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        g = r.get
-        bits = g("heldout_bits_per_dim", g("heldout_bits_per_dim_bound"))
-        kl = g("kl_to_truth", g("kl_to_truth_bound"))
-        per_1000 = g("sample_seconds") * 1000 / n_samples if g("sample_seconds") is not None else None
-        print(f"{r['dataset']:8} {r['family']:15} {r['taxonomy']:16} {r['kind']:11} {fmt(g('fit_seconds'), 1):>6} "
-              f"{fmt(g('train_epochs'), 0):>6} {fmt(g('seconds_per_epoch'), 2):>7} "
-              f"{fmt(g('stopped_by_seconds'), 0):>6} {fmt(per_1000, 2):>10} "
-              f"{fmt(g('heldout_loglik'), 2):>9} {fmt(g('heldout_loglik_bound'), 2):>9} "
-              f"{fmt(g('heldout_loglik_iwae'), 2):>9} {fmt(bits):>8} {fmt(kl):>8} "
-              f"{fmt(g('on_land_rate')):>6} {fmt(g('valid_rate')):>6} {fmt(g('valid_novel_rate')):>7}"
-              + ("" if r["status"] == "FINISHED" else f"  [{r['status']}]"))
-    by = {(r["dataset"], r["family"]): r for r in rows}
-    deep = ("autoregressive", "flow", "vae", "gan", "diffusion")
-    print("\nGoals (the issue's, within the taxonomy run's budgets):")
-    px = [(f, by[("pixels", f)].get("heldout_bits_per_dim", by[("pixels", f)].get("heldout_bits_per_dim_bound")))
-          for f in deep if ("pixels", f) in by]
-    best = min((b for b in px if b[1] is not None), key=lambda b: b[1], default=(None, None))
-    nb = by.get(("pixels", "naive_bayes"), {}).get("heldout_bits_per_dim")
-    _goal(best[1] is not None and best[1] < 1.0,
-          f"pixels: a deep family under 1.0 bits/dim: best {best[0]} {fmt(best[1])} (naive Bayes {fmt(nb)})")
-    valid = [(f, by[("pixels", f)].get("valid_rate"), by[("pixels", f)].get("valid_novel_rate"))
-             for f in deep if ("pixels", f) in by]
-    ok = [v for v in valid if (v[1] or 0) >= 0.5 and (v[2] or 0) > 0]
-    _goal(bool(ok), "pixels: valid_rate >= 0.5 and valid_novel_rate > 0: "
-          + ", ".join(f"{f} {fmt(v)}/{fmt(n)}" for f, v, n in valid))
-    fl = by.get(("land", "flow"), {})
-    _goal((fl.get("kl_to_truth") or 9) < 0.2 and (fl.get("on_land_rate") or 0) > 0.9,
-          f"land: flow KL < 0.2 nats and on-land > 0.9: KL {fmt(fl.get('kl_to_truth'))}, "
-          f"on land {fmt(fl.get('on_land_rate'))} (land's n_train in taxonomy.yaml: 10,000)")
-    jv = by.get(("jars", "vae"), {})
-    _goal((jv.get("latent_r2_height") or 0) > 0.95 and (jv.get("latent_r2_width") or 0) > 0.95,
-          f"jars: the VAE's latent_r2 above 0.95 for height and width: {fmt(jv.get('latent_r2_height'))}, "
-          f"{fmt(jv.get('latent_r2_width'))}")
-    ar, nbf = by.get(("fashion", "autoregressive"), {}), by.get(("fashion", "naive_bayes"), {})
-    _goal((ar.get("kl_to_truth") or 9) < (nbf.get("kl_to_truth") or 0),
-          f"fashion: autoregressive KL below naive Bayes's: {fmt(ar.get('kl_to_truth'))} vs "
-          f"{fmt(nbf.get('kl_to_truth'))}")
-    _goal(wall <= 15 * 60, f"the whole taxonomy run within 15 minutes: {wall / 60:.1f} min")
-
-
-def _goal(ok: bool, text: str) -> None:
-    print(f"  {'PASS' if ok else 'MISS'}  {text}")
-
-
-def land_10k() -> None:
-    """The taxonomy's land flow fitted to 10,000 points (the issue's target size)."""
-    import numpy as np
+def cli_profile(again: bool) -> list[dict]:
     import yaml
 
-    from pmodel.datasets import land
-    from pmodel.evaluate import run_family
-    from pmodel.problems import Problem
-    from pmodel.truths import LandTruth
-
-    entry = next(f for f in yaml.safe_load((REPO / "experiments" / "taxonomy.yaml").read_text())["families"]
-                 if f["family"] == "flow")
-    params = {**entry.get("params", {}), **entry.get("points", {})}
-    data = land.LandData()
-    rng = np.random.default_rng([0, 31])
-    train, heldout = data.sample(10_000, rng=rng), data.sample(1_000, rng=rng)
-    r = land.Region().snapped()
-    from pmodel.families import PointsDomain
-
-    problem = Problem("land-10k", PointsDomain(r.lon_min, r.lon_max, r.lat_min, r.lat_max), train, heldout,
-                      LandTruth(data), builtin="land")
-    t = time.perf_counter()
-    res = run_family("flow", params, problem, n_samples=5000, seed=0)
-    m = res.metrics
-    print(f"\nland flow at 10,000 training points ({params}): {time.perf_counter() - t:.0f} s; "
-          f"epochs {m['train_epochs']:.0f} ({m['seconds_per_epoch']:.2f} s each, stopped by seconds: "
-          f"{bool(m['stopped_by_seconds'])}); KL {m['kl_to_truth']:.3f} nats, on land {m['on_land_rate']:.3f}, "
-          f"land coverage {m['land_coverage']:.3f}, mass outside the rectangle {m['mass_outside_domain']:.4f}")
-    _goal(m["kl_to_truth"] < 0.2 and m["on_land_rate"] > 0.9, "land (10,000 points): flow KL < 0.2 and on land > 0.9")
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--land-10k", action="store_true", help="also fit the land flow to 10,000 points")
-    ap.add_argument("--skip-run", action="store_true", help="only --land-10k")
-    args = ap.parse_args()
-    if not args.skip_run:
+    n_samples = yaml.safe_load((REPO / "experiments" / "taxonomy.yaml").read_text())["n_samples"]
+    runs = []
+    for i in range(2 if again else 1):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "home"
             home.mkdir()
@@ -163,14 +83,197 @@ def main():
                    "PMODEL_CACHE_DIR": str(REPO / "data" / "cache")}
             env.pop("PREFECT_API_URL", None)
             wall, out = run_taxonomy(env)
-            import yaml
+            rows = recorded_rows(home)
+        print(f"\nrun {i + 1}: pmodel run taxonomy took {wall:.0f} s ({wall / 60:.1f} min)")
+        table(rows, n_samples)
+        if i == 0:
+            print("\nthe run's leaderboard, as printed:\n" + "\n".join(out.strip().splitlines()[-60:]))
+        runs.append((wall, rows))
+    wall, rows = runs[0]
+    goals_cpu(rows, wall)
+    if again:
+        same = compare(runs[0][1], runs[1][1])
+        _goal(same, "two runs give the same numbers (" + ", ".join(COMPARED[:4]) + ", ...)")
+    return rows
 
-            n_samples = yaml.safe_load((REPO / "experiments" / "taxonomy.yaml").read_text())["n_samples"]
-            parent, children = child_runs(home)
-            report(parent, children, wall, n_samples)
-            print("\nthe run's leaderboard:\n" + "\n".join(out.strip().splitlines()[-40:]))
-    if args.land_10k:
-        land_10k()
+
+def compare(a: list[dict], b: list[dict]) -> bool:
+    key = lambda r: (r["dataset"], r["family"])
+    bb = {key(r): r for r in b}
+    same = True
+    for r in a:
+        for m in COMPARED:
+            x, y = r.get(m), bb.get(key(r), {}).get(m)
+            if x != y and not (x is not None and y is not None and x != x and y != y):
+                print(f"  differs: {key(r)} {m}: {x} vs {y}")
+                same = False
+    return same
+
+
+# ---------------------------------------------------------------------------
+# Any profile through run_family (no Prefect, MLflow or Great Expectations)
+# ---------------------------------------------------------------------------
+
+def _fit_one(args) -> dict:
+    name, kind, dataset, spec_family, params, data_dir, build, n_samples, seed = args
+    from pmodel.datasets.build import BuildConfig, build_all, built_dir
+    from pmodel.evaluate import run_family
+    from pmodel.problems import load_builtin
+
+    t = time.perf_counter()
+    problem = load_builtin(name, Path(data_dir) / dataset)
+    try:
+        res = run_family(spec_family, params, problem, n_samples=n_samples, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - the table shows which fit failed and why
+        return {"dataset": dataset, "family": spec_family, "status": f"failed: {exc}"[:200]}
+    m = dict(res.metrics)
+    model = res.model
+    m["wall_seconds"] = time.perf_counter() - t
+    return {"dataset": dataset, "family": spec_family, "taxonomy": getattr(model, "taxonomy", ""),
+            "kind": model.log_prob_kind, "device": getattr(model, "device_info_", {}).get("device", ""),
+            "device_name": getattr(model, "device_info_", {}).get("device_name", ""), "status": "ok", **m}
+
+
+def direct_profile(path: Path, overrides: list[str], jobs: int, only_deep: bool) -> tuple[float, list[dict]]:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from pmodel.config import load_experiment
+    from pmodel.datasets.build import build_all
+
+    config = load_experiment(path, overrides)
+    tmp = Path(tempfile.mkdtemp(prefix="pmodel-direct-"))
+    t0 = time.perf_counter()
+    work = []
+    for dataset, spec in config.runs():
+        ds = config.datasets[dataset]
+        if only_deep and spec.family not in DEEP:
+            continue
+        folder = tmp / dataset
+        if not folder.exists():
+            build_all(config.build_config(dataset), out_dir=folder, names=[ds.builtin], progress=False)
+        work.append((ds.builtin, ds.kind, dataset, spec.family, config.params_for(spec, ds.kind), str(tmp),
+                     None, config.n_samples, config.seed))
+    print(f"{len(work)} fits of {path.name}, data built in {time.perf_counter() - t0:.0f} s; "
+          f"{jobs} at a time", flush=True)
+    rows = []
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for row in pool.map(_fit_one, work):
+            rows.append(row)
+            print(f"  done: {row['dataset']} {row['family']} ({row['status']}, "
+                  f"{row.get('wall_seconds', 0):.0f} s)", flush=True)
+    return time.perf_counter() - t0, rows
+
+
+# ---------------------------------------------------------------------------
+# The table and the goals
+# ---------------------------------------------------------------------------
+
+def fmt(v, digits=3):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def table(rows: list[dict], n_samples: int) -> None:
+    rows = sorted(rows, key=lambda r: (r["dataset"], r.get("taxonomy", ""), r["family"]))
+    head = (f"{'dataset':8} {'family':15} {'kind':11} {'device':7} {'fit s':>6} {'epochs':>6} {'steps':>6} "
+            f"{'stop@s':>6} {'smp/s':>7} {'bits/dim':>8} {'KL':>9} {'land':>6} {'valid':>6} {'near8':>6} "
+            f"{'near16':>6} {'med d':>6} {'val+nov':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        g = r.get
+        bits = g("heldout_bits_per_dim", g("heldout_bits_per_dim_bound"))
+        kl = g("kl_to_truth", g("kl_to_truth_bound"))
+        kl_text = ("<=" if g("kl_to_truth") is None and kl is not None else "") + fmt(kl)
+        per_s = n_samples / g("sample_seconds") if g("sample_seconds") else None
+        print(f"{r['dataset']:8} {r['family']:15} {g('kind', ''):11} {g('device', '')[:7]:7} "
+              f"{fmt(g('fit_seconds'), 1):>6} {fmt(g('train_epochs'), 0):>6} {fmt(g('train_steps'), 0):>6} "
+              f"{fmt(g('stopped_by_seconds'), 0):>6} {fmt(per_s, 1):>7} {fmt(bits):>8} {kl_text:>9} "
+              f"{fmt(g('on_land_rate')):>6} {fmt(g('valid_rate')):>6} {fmt(g('near_render_rate')):>6} "
+              f"{fmt(g('near_render_rate_16')):>6} {fmt(g('median_render_distance'), 1):>6} "
+              f"{fmt(g('valid_novel_rate')):>7}" + ("" if r["status"] == "ok" else f"  [{r['status']}]"))
+
+
+def _bits(r: dict | None):
+    r = r or {}
+    return r.get("heldout_bits_per_dim", r.get("heldout_bits_per_dim_bound"))
+
+
+def _best(by: dict, dataset: str, metric: str):
+    found = [(f, by[(dataset, f)].get(metric)) for f in DEEP if (dataset, f) in by]
+    found = [x for x in found if x[1] is not None]
+    return max(found, key=lambda x: x[1], default=(None, None))
+
+
+def goals_cpu(rows: list[dict], wall: float) -> None:
+    by = {(r["dataset"], r["family"]): r for r in rows}
+    print("\nGoals (issue 16, the CPU profile):")
+    _goal(wall <= 15 * 60, f"the whole taxonomy run within 15 minutes: {wall / 60:.1f} min")
+    capped = [f"{r['dataset']}/{r['family']}" for r in rows if r.get("stopped_by_seconds")]
+    _goal(not capped, f"no fit stopped by seconds: {', '.join(capped) or 'none'}")
+    ar = _bits(by.get(("pixels", "autoregressive")))
+    _goal(ar is not None and ar <= 0.5, f"pixels: autoregressive at most 0.5 bits/dim: {fmt(ar)}")
+    f, v = _best(by, "pixels", "near_render_rate_16")
+    nb = by.get(("pixels", "naive_bayes"), {}).get("near_render_rate_16")
+    _goal(v is not None and v >= 0.10 and nb == 0,
+          f"pixels: the best deep family at least 0.10 near_render_rate_16: {f} {fmt(v)}; naive Bayes {fmt(nb)}")
+    nb_bits = _bits(by.get(("pixels", "naive_bayes")))
+    worse = [(f, _bits(by[("pixels", f)])) for f in DEEP if f != "gan" and ("pixels", f) in by]
+    _goal(nb_bits is not None and all(b is not None and b < nb_bits for _, b in worse),
+          f"pixels: every deep family below naive Bayes's {fmt(nb_bits)} bits/dim (a bound where it has one): "
+          + ", ".join(f"{f} {fmt(b)}" for f, b in worse))
+    f, v = _best(by, "jars", "near_render_rate")
+    _goal(v is not None and v >= 0.5, f"jars: the best deep family at least 0.5 near_render_rate: {f} {fmt(v)}")
+    fl = by.get(("land", "flow"), {})
+    _goal((fl.get("kl_to_truth") or 9) < 0.2 and (fl.get("on_land_rate") or 0) > 0.9,
+          f"land: flow KL below 0.2 with on-land above 0.9: KL {fmt(fl.get('kl_to_truth'))}, "
+          f"on land {fmt(fl.get('on_land_rate'))}")
+
+
+def goals_gpu(rows: list[dict], wall: float) -> None:
+    by = {(r["dataset"], r["family"]): r for r in rows}
+    print("\nGoals (issue 16, the GPU profile):")
+    _goal(wall <= 10 * 60, f"the whole GPU profile within 10 minutes: {wall / 60:.1f} min")
+    ar = by.get(("pixels", "autoregressive"), {})
+    _goal((_bits(ar) or 9) <= 0.05 and (ar.get("valid_rate") or 0) >= 0.8 and (ar.get("valid_novel_rate") or 0) >= 0.2,
+          f"pixels: PixelCNN at most 0.05 bits/dim, valid_rate >= 0.8, valid_novel_rate >= 0.2: "
+          f"{fmt(_bits(ar))}, {fmt(ar.get('valid_rate'))}, {fmt(ar.get('valid_novel_rate'))}")
+    d = by.get(("pixels", "diffusion"), {}).get("near_render_rate")
+    _goal((d or 0) >= 0.9, f"pixels: diffusion near_render_rate at least 0.9: {fmt(d)}")
+    g = by.get(("pixels", "gan"), {}).get("near_render_rate")
+    _goal((g or 0) >= 0.6, f"pixels: GAN near_render_rate at least 0.6: {fmt(g)}")
+    fl = by.get(("land", "flow"), {}).get("kl_to_truth")
+    _goal((fl or 9) < 0.1, f"land: flow KL below 0.1: {fmt(fl)}")
+
+
+def _goal(ok: bool, text: str) -> None:
+    print(f"  {'PASS' if ok else 'MISS'}  {text}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--again", action="store_true", help="run the CPU profile twice and compare the numbers")
+    ap.add_argument("--direct", metavar="EXPERIMENT_YAML", help="run this profile through run_family")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (--direct)")
+    ap.add_argument("--jobs", type=int, default=2, help="fits at a time (--direct)")
+    ap.add_argument("--deep-only", action="store_true", help="only the deep families (--direct)")
+    ap.add_argument("--goals", choices=("cpu", "gpu"), help="which goals (default: from the file name)")
+    ap.add_argument("--json", metavar="PATH", help="write the rows as JSON (--direct)")
+    args = ap.parse_args()
+    if not args.direct:
+        cli_profile(args.again)
+        return
+    path = Path(args.direct)
+    wall, rows = direct_profile(path, args.set, args.jobs, args.deep_only)
+    import yaml
+
+    n_samples = yaml.safe_load(path.read_text())["n_samples"]
+    print(f"\n{path.name} through run_family: {wall:.0f} s ({wall / 60:.1f} min)")
+    table(rows, n_samples)
+    (goals_gpu if (args.goals or ("gpu" if "gpu" in path.name else "cpu")) == "gpu" else
+     lambda r, w: goals_cpu(r, w))(rows, wall)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -136,12 +136,14 @@ SCORES: dict[str, Score] = {
     "heldout_bits_per_dim_iwae": Score("images: bits per pixel from heldout_loglik_iwae (an upper "
                                        "bound)", "bits per pixel", "lower"),
     "train_epochs": Score("deep families: epochs the training loop ran", "count"),
+    "train_steps": Score("deep families: optimizer steps (minibatches) the training loop ran", "count"),
     "train_seconds": Score("deep families: wall time of the training loop itself (fit_seconds also "
                            "counts the wait for a torch slot)", "seconds", "lower"),
     "seconds_per_epoch": Score("deep families: train_seconds / train_epochs", "seconds", "lower"),
-    "stopped_by_seconds": Score("deep families: 1 when the seconds budget ended training (then the "
-                                "weights depend on the machine's speed), 0 when the epochs budget "
-                                "or early stopping did", "0 or 1"),
+    "stopped_by_seconds": Score("deep families: 1 when the seconds cap ended training (then the "
+                                "weights depend on the machine's speed and load; the leaderboard flags "
+                                "the row), 0 when its epochs or steps budget or early stopping did",
+                                "0 or 1"),
     "mass_outside_domain": Score("deep families on points: the share of the model's density outside "
                                  "the region's rectangle, renormalised away (log_prob is per deg^2 "
                                  "inside the rectangle)", "fraction 0..1"),

@@ -193,6 +193,16 @@ def _cells(r: RunResult, extra: list[str]) -> list[str]:
             fmt(m.get("out_of_support_rate")), *(fmt(m.get(k)) for k in extra)]
 
 
+CAPPED = "[stopped by seconds]"
+CAPPED_NOTE = (f"{CAPPED}: the fit's seconds cap ended its training before its epochs or steps did, so "
+               "its numbers depend on the machine's speed and load; give it a larger seconds or fewer epochs.")
+
+
+def capped(result: RunResult) -> bool:
+    """Whether the fit's seconds cap, not its budget of epochs or steps, ended its training."""
+    return bool((result.metrics or {}).get("stopped_by_seconds"))
+
+
 def _rule(rows: list[RunResult]) -> str:
     return ("by KL to the truth, lower first" if ranks_by_kl(rows)
             else "by held-out log-likelihood, higher first")
@@ -238,8 +248,10 @@ def as_text(results: list[RunResult]) -> str:
                 continue
             kl, ll, ins, oos, *ex = _cells(r, extra)
             lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>11} {ll:>14} {ins:>10} {oos:>14} "
-                         + " ".join(f"{c:>{n}}" for c, n in zip(ex, widths)))
+                         + " ".join(f"{c:>{n}}" for c, n in zip(ex, widths)) + (f"  {CAPPED}" if capped(r) else ""))
     lines.append("\n(" + _footnote(tables) + ")")
+    if any(capped(r) for r in results):
+        lines.append(f"({CAPPED_NOTE})")
     return "\n".join(lines)
 
 
@@ -264,8 +276,10 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
                 parts.append(f"| {k} | {name} | FAILED |{blank[2:]}")
                 continue
             cells = " | ".join(c.replace("|", "\\|") for c in _cells(r, extra))
-            parts.append(f"| {k} | {name} | {cells} |")
+            parts.append(f"| {k} | {name}{' ' + CAPPED if capped(r) else ''} | {cells} |")
         parts.append("")
     parts.append("*" + _footnote(tables) + "*")
+    if any(capped(r) for r in results):
+        parts.append("\n*" + CAPPED_NOTE + "*")
     return "\n".join(parts)
 

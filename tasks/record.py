@@ -32,6 +32,8 @@ MAY_BE_INFINITE = ("heldout_loglik", "heldout_bits_per_dim", "heldout_loglik_bou
 #: The main picture of every child run, at the artifact root under one name,
 #: so MLflow's compare view shows the children of a dataset side by side.
 MAIN_PICTURE = "samples.png"
+#: the sample grids a deep family drew while it trained: an MLflow image sequence (one per epoch step)
+TRAINING_IMAGES_KEY = "samples-while-training"
 
 
 def run_name(result: RunResult) -> str:
@@ -335,7 +337,7 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
                   ingested: Ingested, context: dict) -> str:
     """One child run: name, description, tags, hyperparameters, scores, data
     digests, pictures."""
-    from tasks.steps import load_model, load_samples
+    from tasks.steps import PROGRESS_DIR, load_model, load_samples, progress_pictures
     from pmodel.problems import load_problem
 
     name = run_name(result)
@@ -363,12 +365,14 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
                       n_parameters_exact=str(model.n_parameters_)[:200])
         tags = {"log_prob_kind": result.log_prob_kind or model.log_prob_kind,
                 "taxonomy": result.taxonomy or getattr(model, "taxonomy", ""),
+                **result.tags,   # where a deep family trained: device, device_name, torch and CUDA versions
                 **{f"skipped.{score}": why for score, why in (result.skipped or {}).items()}}
         with tempfile.TemporaryDirectory() as tmp:
             # everything the run keeps as files, staged in its artifact layout, logged in one call
             stage = Path(tmp) / "artifacts"
             note = stage_pictures(result, problem, model, samples, stage, name, context["code_version"])
-            shutil.copytree(result.model_path, stage / tracking.MODEL_ARTIFACT)
+            shutil.copytree(result.model_path, stage / tracking.MODEL_ARTIFACT,
+                            ignore=shutil.ignore_patterns(PROGRESS_DIR))  # logged as images instead
             if problem.schema is not None:  # so samples can be written with their names
                 (stage / tracking.MODEL_ARTIFACT / "schema.json").write_text(
                     json.dumps(problem.schema.to_dict()))
@@ -378,6 +382,7 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
             if result.notes:
                 (stage / "notes.txt").write_text("\n".join(result.notes) + "\n")
             tracking.log_artifacts(uri, run_id, stage)
+            tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress_pictures(result.model_path))
             if problem.kind == "image":
                 _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
             if problem.kind == "image" and _has_renders(problem):

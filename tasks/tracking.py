@@ -602,6 +602,17 @@ def list_artifacts(tracking_uri: str, run_id: str, path: str | None = None) -> l
     return _client(tracking_uri).list_artifacts(run_id, path)
 
 
+def log_image_steps(tracking_uri: str, run_id: str, key: str, pictures: list[tuple[int, Path]]) -> None:
+    """PNG pictures as one MLflow image sequence under ``key``, each at its step (the UI's
+    image slider on the run's page)."""
+    from PIL import Image
+
+    client = _client(tracking_uri)
+    for step, path in pictures:
+        with Image.open(path) as im:
+            client.log_image(run_id, im.convert("RGB"), key=key, step=int(step), synchronous=True)
+
+
 def log_text(tracking_uri: str, run_id: str, text: str, artifact_file: str) -> None:
     """Write ``text`` to the run's artifact ``artifact_file`` (e.g. ``"notes/run.md"``)."""
     _client(tracking_uri).log_text(run_id, text, artifact_file)

@@ -266,3 +266,20 @@ def test_pictures_while_training_do_not_change_the_weights():
     assert seen == [(2, (5, 2, 3)), (4, (5, 2, 3))]
     for (k, a), b in zip(_torch.state_arrays(watched.module_).items(), _torch.state_arrays(plain.module_).values()):
         np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_a_fit_stopped_by_its_seconds_cap_is_flagged_beside_its_row():
+    from pmodel import leaderboard
+    from pmodel.records import RunResult
+
+    rows = [RunResult("pixels", "vae", "vae", "vae", {}, log_prob_kind="lower_bound", taxonomy="latent variable",
+                      metrics={"kl_to_truth_bound": 3.0, "heldout_loglik_bound": -9.0, "stopped_by_seconds": 1.0}),
+            RunResult("pixels", "flow", "flow", "flow", {}, log_prob_kind="lower_bound", taxonomy="flow",
+                      metrics={"kl_to_truth_bound": 2.0, "heldout_loglik_bound": -8.0, "stopped_by_seconds": 0.0})]
+    text = leaderboard.as_text(rows)
+    flagged = [line for line in text.splitlines() if leaderboard.CAPPED in line and "the fit's" not in line]
+    assert len(flagged) == 1 and flagged[0].lstrip().startswith("vae")
+    assert leaderboard.CAPPED_NOTE in text
+    md = leaderboard.as_markdown(rows)
+    assert f"vae {leaderboard.CAPPED}" in md and f"flow {leaderboard.CAPPED}" not in md
+    assert leaderboard.CAPPED not in leaderboard.as_text(rows[1:])

@@ -233,8 +233,10 @@ seed: 1
 n_samples: 300
 datasets:
   places: {kind: points, train: places.csv, heldout: places-test.csv}
+  tiles: {kind: image, train: tiles}
 families:
-  - {family: flow, params: {epochs: 4, transforms: 1, hidden: 8, bins: 4}}
+  - {family: flow, params: {epochs: 4}, points: {transforms: 1, hidden: 8, bins: 4},
+     image: {couplings: 2, channels: 4}}
   - {family: vae, params: {epochs: 4, hidden: 8, latent_dim: 2, iwae_samples: 16}}
   - {family: gan, params: {epochs: 3, hidden: 8}}
   - {family: diffusion, params: {epochs: 3, hidden: 8, steps: 6, bound_timesteps: 5}}
@@ -246,10 +248,13 @@ families:
 def deep_run(prefect_harness, tmp_path_factory):
     from flows.experiment import run_experiment
     from pmodel.datasets import land
+    from pmodel.datasets.images import write_png_folder
 
     folder = tmp_path_factory.mktemp("deep")
     land.write_csv(_points(300, seed=1) + [10.0, 5.0], folder / "places.csv")
     land.write_csv(_points(200, seed=2) + [10.0, 5.0], folder / "places-test.csv")
+    tiles = np.random.default_rng(3).integers(0, 2, size=(50, 4, 4)).astype(np.uint8) * 200
+    write_png_folder(tiles, folder / "tiles")
     (folder / "deep.yaml").write_text(DEEP_EXPERIMENT)
     store = "sqlite:///" + str(folder / "mlflow.db")
     state = run_experiment(str(folder / "deep.yaml"), tracking_uri=store, return_state=True)
@@ -265,9 +270,10 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
     parent = client.get_run(outcome.parent_run_id)
     runs = client.search_runs([parent.info.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    children = {r.data.tags["family"]: r for r in runs}
-    assert set(children) == {"flow", "vae", "gan", "diffusion", "naive_bayes"}
-    assert all(c.info.status == "FINISHED" for c in children.values())
+    assert all(r.info.status == "FINISHED" for r in runs)
+    tiles = {r.data.tags["family"]: r for r in runs if r.data.tags["dataset"] == "tiles"}
+    children = {r.data.tags["family"]: r for r in runs if r.data.tags["dataset"] == "places"}
+    assert set(children) == set(tiles) == {"flow", "vae", "gan", "diffusion", "naive_bayes"}
 
     flow, vae, gan, diff = (children[k].data for k in ("flow", "vae", "gan", "diffusion"))
     assert flow.tags["log_prob_kind"] == "exact" and np.isfinite(flow.metrics["heldout_loglik"])
@@ -284,6 +290,23 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
     assert not {"heldout_loglik", "heldout_loglik_bound"} & set(gan.metrics)
     assert {"novelty_rate", "prdc_precision", "train_epochs"} <= set(gan.metrics)
     assert "naive_bayes" in children and "train_epochs" not in children["naive_bayes"].data.metrics
+    # where each deep family trained (here the CPU) and how many steps: 300 points, 10% for
+    # validation, batch 256: 2 steps an epoch
+    import torch
+
+    assert (flow.tags["device"], flow.tags["torch_version"]) == ("cpu", torch.__version__)
+    assert flow.metrics["train_steps"] == 2 * flow.metrics["train_epochs"]
+    assert "device" not in children["naive_bayes"].data.tags
+
+    # on images, each deep child logged its samples while training as one MLflow image
+    # sequence, one picture per epoch here (4 epochs, up to 6 pictures)
+    for family, epochs in (("vae", 4), ("gan", 3), ("flow", 4), ("diffusion", 3)):
+        rid = tiles[family].info.run_id
+        pictures = [a.path for a in client.list_artifacts(rid, "images") if a.path.endswith(".png")]
+        steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures
+                       if "samples-while-training" in p)
+        assert steps == list(range(1, epochs + 1)), (family, pictures)
+        assert not [a for a in client.list_artifacts(rid, "model") if a.path.endswith("progress")]
 
     # training curves as step metrics, one step per epoch
     run_id = children["flow"].info.run_id
@@ -423,6 +446,9 @@ def test_render_truth_sample_scores_equal_the_functions_they_share_a_search_for(
         assert got["valid_rate"] == v["valid_rate"]
         assert got["n_valid_combinations"] == v["n_valid_combinations"]
         assert got["valid_novel_rate"] == valid_novel_rate(samples, renders, train)
-    # 240.4 is 40.4 from render 200 (invalid); rounded to 240 it is valid, and new
-    assert truth.sample_scores(floats, train=train) == {
-        "valid_rate": 5 / 6, "n_valid_combinations": 4.0, "valid_novel_rate": 3 / 6}
+    # 240.4 is 40.4 from render 200 (invalid); rounded to 240 it is valid, and new. The
+    # distances to the nearest render are 1.4, 2, 1, 18.8, 40.4 and 29.6: three within 8 and
+    # within 16, median (2 + 18.8) / 2
+    assert truth.sample_scores(floats, train=train) == pytest.approx({
+        "valid_rate": 5 / 6, "n_valid_combinations": 4.0, "valid_novel_rate": 3 / 6,
+        "near_render_rate": 3 / 6, "near_render_rate_16": 3 / 6, "median_render_distance": 10.4})

@@ -35,14 +35,17 @@ valid_novel_rate               images: share of samples valid AND showing a comb
                                no training image shows (samples rounded to levels first)
 heldout_loglik_iwae            the importance-weighted bound (VAE, k = iwae_samples):     iwae
 (heldout_bits_per_dim_iwae)    between the ELBO and log p; still a lower bound
-train_epochs, train_seconds,   how a trained family's loop ended; stopped_by_seconds = 1  trained
-seconds_per_epoch,             when the wall-clock budget stopped it
+train_epochs, train_steps,     how a trained family's loop ended; stopped_by_seconds = 1  trained
+train_seconds,                 when its seconds cap (not its epochs or steps) stopped it
+seconds_per_epoch,
 stopped_by_seconds,
 mass_outside_domain            points: the model's raw mass outside the rectangle
 =============================  =========================================================  =================
 """
 
 from __future__ import annotations
+
+import math
 
 from pmodel.scores import land as land_scores
 from pmodel.scores import latent as latent_scores
@@ -118,14 +121,15 @@ def heldout_loglik_iwae(ctx: ScoreContext) -> dict[str, float]:
 
 
 @score("training", needs=("trained",),
-       metrics=("train_epochs", "train_seconds", "seconds_per_epoch", "stopped_by_seconds",
+       metrics=("train_epochs", "train_steps", "train_seconds", "seconds_per_epoch", "stopped_by_seconds",
                 "mass_outside_domain"))
 def training(ctx: ScoreContext) -> dict[str, float]:
     """How a trained family's loop ended: epochs, seconds, whether the seconds budget
     stopped it (then the fit is not reproducible to the bit), and for points the
     share of the model's raw mass outside the rectangle (renormalised away)."""
     m = ctx.model
-    out = {"train_epochs": float(m.epochs_), "train_seconds": float(m.train_seconds_),
+    out = {"train_epochs": float(m.epochs_), "train_steps": float(getattr(m, "steps_", math.nan)),
+           "train_seconds": float(m.train_seconds_),
            "seconds_per_epoch": float(m.train_seconds_) / max(int(m.epochs_), 1),
            "stopped_by_seconds": float(m.stopped_by_ == "seconds")}
     if getattr(m, "mass_outside_", None) is not None:
