@@ -171,9 +171,17 @@ def _shipped_if_faithful(log=lambda msg: None) -> np.ndarray | None:
     return images
 
 
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def render_key() -> str:
-    """Digest of what a render depends on: generator versions and settings."""
-    versions = {name: metadata.version(name) for name in ("py-avataaars", "cairosvg", "pillow")}
+    """Digest of what a render depends on: generator versions (None: not installed, then the
+    shipped renders are used as they are) and settings."""
+    versions = {name: _version(name) for name in ("py-avataaars", "cairosvg", "pillow")}
     blob = json.dumps({"versions": versions, "settings": RENDER_SETTINGS,
                        "mapping": AVATAAARS_NAMES}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -220,7 +228,15 @@ def render_all(*, n_jobs: int | None = None, progress: bool = True) -> np.ndarra
 
 def load_renders(*, progress: bool = True, n_jobs: int | None = None) -> np.ndarray:
     """All renders, (4032, 32, 32) uint8, from the cache; when missing, the
-    shipped renders checked against fresh ones, or else all rendered here."""
+    shipped renders checked against fresh ones, or else all rendered here. On a machine
+    without the renderer (py-avataaars, cairosvg: e.g. a GPU box that has only torch and
+    the pure layer's needs), the shipped renders as they are."""
+    if _version("py-avataaars") is None or _version("cairosvg") is None:
+        images = shipped_renders()
+        if images is None:
+            raise RuntimeError("no avatar renders: py-avataaars and cairosvg are not installed and "
+                               f"the shipped renders ({SHIPPED_PATH.name}) are missing")
+        return images
     path = cache_path()
     if path.exists():
         return np.load(path)
