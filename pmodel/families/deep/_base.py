@@ -78,7 +78,11 @@ class DeepFamily(Family):
 
     def _train(self, data: torch.Tensor, rng: np.random.Generator) -> _train.Trained:
         players = self._players(self.module_)
-        return _train.train(self.module_, data, rng=rng, budget=_train.Budget.of(self),
+        budget = _train.Budget.of(self)
+        if budget.precision == "auto" and self.kind != "image":
+            # small MLPs and zuko's splines gain little from bf16 and lose accuracy: fp32
+            budget.precision = "fp32"
+        return _train.train(self.module_, data, rng=rng, budget=budget,
                             loss=None if players else self._loss, players=players,
                             val_loss=None if players else self._val_loss, on_epoch=self._on_epoch,
                             after_epoch=self._after_epoch, desc=f"{self.name} ({self.kind})")

@@ -61,8 +61,8 @@ TRAINING_HYPERPARAMETERS = {
                     doc="where to train: auto ($PMODEL_DEVICE, else a CUDA GPU, else MPS, else the CPU), "
                         "cpu, cuda, cuda:N or mps"),
     "precision": Hyper(str, "auto", choices=("auto", "fp32", "bf16"),
-                       doc="training's forward passes: bf16 autocast (auto: on a CUDA GPU with bf16), or fp32; "
-                           "likelihoods are always computed in float32"),
+                       doc="training's forward passes: bf16 autocast, or fp32 (auto: bf16 for image families "
+                           "on a CUDA GPU with bf16, else fp32); likelihoods are always computed in float32"),
 }
 
 
