@@ -102,7 +102,7 @@ class ColumnChain(nn.Module):
         return -self.log_prob(X).mean()
 
     def sample(self, n, g):
-        X = torch.zeros(n, len(self.shape), dtype=torch.long)
+        X = torch.zeros(n, len(self.shape), dtype=torch.long, device=self.bias[0].device)
         for j in range(len(self.shape)):
             oh = one_hot(X, self.shape).to(self.bias[0].dtype)
             probs = torch.softmax(self.logits(oh, j), -1)
@@ -142,7 +142,8 @@ class CategoricalAutoregressive(DeepFamily):
         self._check_fitted()
         n = self._check_n(n_samples)
         with torch.no_grad():
-            return self.module_.sample(n, _torch.generator(_torch.seed_from(rng))).numpy().astype(np.int64)
+            return _torch.numpy(self.module_.sample(n, _torch.generator(_torch.seed_from(rng), self.device_))
+                                ).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------

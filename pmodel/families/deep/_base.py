@@ -141,6 +141,7 @@ class DeepFamily(Family):
     @property
     def device_(self) -> torch.device:
         """The device the module is on now (where it trained, or where it was loaded)."""
+        self._check_fitted()
         return next(self.module_.parameters()).device
 
     # -- saving ------------------------------------------------------------
