@@ -452,3 +452,23 @@ def test_render_truth_sample_scores_equal_the_functions_they_share_a_search_for(
     assert truth.sample_scores(floats, train=train) == pytest.approx({
         "valid_rate": 5 / 6, "n_valid_combinations": 4.0, "valid_novel_rate": 3 / 6,
         "near_render_rate": 3 / 6, "near_render_rate_16": 3 / 6, "median_render_distance": 10.4})
+
+
+def test_the_gpu_profile_fits_the_same_pairs_with_bigger_budgets_and_1000_samples():
+    from pmodel.config import load_experiment
+
+    cpu = load_experiment(REPO / "experiments" / "taxonomy.yaml")
+    gpu = load_experiment(REPO / "experiments" / "taxonomy-gpu.yaml")
+    pairs = lambda c: {(d, s.family) for d, s in c.runs()}
+    assert pairs(cpu) == pairs(gpu) and gpu.n_samples == 1000 and cpu.device == "cpu"
+    deep = ("autoregressive", "flow", "vae", "diffusion", "gan")
+    for (dataset, spec_c), (_, spec_g) in zip(cpu.runs(), gpu.runs()):
+        if spec_c.family not in deep:
+            continue
+        kind = cpu.datasets[dataset].kind
+        pc, pg = cpu.params_for(spec_c, kind), gpu.params_for(spec_g, kind)
+        n_c = cpu.datasets[dataset].n_train or cpu.build.n_train
+        n_g = gpu.datasets[dataset].n_train or gpu.build.n_train
+        # examples the budget lets it see: epochs x n, or max_steps x batch when smaller
+        seen = lambda p, n: min(p.get("epochs", 50) * n, (p.get("max_steps") or 10**12) * p.get("batch_size", 64))
+        assert seen(pg, n_g) > seen(pc, n_c), (dataset, spec_c.family)
