@@ -65,15 +65,12 @@ def recorded_rows(home: Path, experiment: str = "taxonomy") -> list[dict]:
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     return [{"dataset": r.data.tags["dataset"], "family": r.data.tags["family"],
              "taxonomy": r.data.tags.get("taxonomy", ""), "kind": r.data.tags.get("log_prob_kind", ""),
-             "device": r.data.tags.get("device", ""),
+             "device": r.data.tags.get("device", ""), "n_drawn": float(r.data.params.get("n_samples", "nan")),
              "status": "ok" if r.info.status == "FINISHED" else r.info.status, **r.data.metrics}
             for r in children]
 
 
 def cli_profile(again: bool) -> list[dict]:
-    import yaml
-
-    n_samples = yaml.safe_load((REPO / "experiments" / "taxonomy.yaml").read_text())["n_samples"]
     runs = []
     for i in range(2 if again else 1):
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +82,7 @@ def cli_profile(again: bool) -> list[dict]:
             wall, out = run_taxonomy(env)
             rows = recorded_rows(home)
         print(f"\nrun {i + 1}: pmodel run taxonomy took {wall:.0f} s ({wall / 60:.1f} min)")
-        table(rows, n_samples)
+        table(rows)
         if i == 0:
             print("\nthe run's leaderboard, as printed:\n" + "\n".join(out.strip().splitlines()[-60:]))
         runs.append((wall, rows))
@@ -129,7 +126,7 @@ def _fit_one(args) -> dict:
     m = dict(res.metrics)
     model = res.model
     m["wall_seconds"] = time.perf_counter() - t
-    return {"dataset": dataset, "family": spec_family, "taxonomy": getattr(model, "taxonomy", ""),
+    return {"n_drawn": float(n_samples), "dataset": dataset, "family": spec_family, "taxonomy": getattr(model, "taxonomy", ""),
             "kind": model.log_prob_kind, "device": getattr(model, "device_info_", {}).get("device", ""),
             "device_name": getattr(model, "device_info_", {}).get("device_name", ""), "status": "ok", **m}
 
@@ -153,7 +150,7 @@ def direct_profile(path: Path, overrides: list[str], jobs: int, only_deep: bool)
         if not folder.exists():
             build_all(config.build_config(dataset), out_dir=folder, names=[ds.builtin], progress=False)
         work.append((ds.builtin, ds.kind, dataset, spec.family, config.params_for(spec, ds.kind), str(tmp),
-                     None, config.n_samples, config.seed))
+                     None, config.n_samples_for(dataset), config.seed))
     print(f"{len(work)} fits of {path.name}, data built in {time.perf_counter() - t0:.0f} s; "
           f"{jobs} at a time", flush=True)
     rows = []
@@ -173,7 +170,7 @@ def fmt(v, digits=3):
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def table(rows: list[dict], n_samples: int) -> None:
+def table(rows: list[dict]) -> None:
     rows = sorted(rows, key=lambda r: (r["dataset"], r.get("taxonomy", ""), r["family"]))
     head = (f"{'dataset':8} {'family':15} {'kind':11} {'device':7} {'fit s':>6} {'epochs':>6} {'steps':>6} "
             f"{'stop@s':>6} {'smp/s':>7} {'bits/dim':>8} {'KL':>9} {'land':>6} {'valid':>6} {'near8':>6} "
@@ -185,7 +182,7 @@ def table(rows: list[dict], n_samples: int) -> None:
         bits = g("heldout_bits_per_dim", g("heldout_bits_per_dim_bound"))
         kl = g("kl_to_truth", g("kl_to_truth_bound"))
         kl_text = ("<=" if g("kl_to_truth") is None and kl is not None else "") + fmt(kl)
-        per_s = n_samples / g("sample_seconds") if g("sample_seconds") else None
+        per_s = g("n_drawn") / g("sample_seconds") if g("sample_seconds") else None
         print(f"{r['dataset']:8} {r['family']:15} {g('kind', ''):11} {g('device', '')[:7]:7} "
               f"{fmt(g('fit_seconds'), 1):>6} {fmt(g('train_epochs'), 0):>6} {fmt(g('train_steps'), 0):>6} "
               f"{fmt(g('stopped_by_seconds'), 0):>6} {fmt(per_s, 1):>7} {fmt(bits):>8} {kl_text:>9} "
@@ -265,11 +262,8 @@ def main():
         return
     path = Path(args.direct)
     wall, rows = direct_profile(path, args.set, args.jobs, args.deep_only)
-    import yaml
-
-    n_samples = yaml.safe_load(path.read_text())["n_samples"]
     print(f"\n{path.name} through run_family: {wall:.0f} s ({wall / 60:.1f} min)")
-    table(rows, n_samples)
+    table(rows)
     (goals_gpu if (args.goals or ("gpu" if "gpu" in path.name else "cpu")) == "gpu" else
      lambda r, w: goals_cpu(r, w))(rows, wall)
     if args.json:

@@ -207,13 +207,13 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         label = spec.display(kind)
         fit_key = cache_key("fit", ingested[dataset].digest, config.seed, spec.family, params,
                             version, family_version(spec.family, kind))
-        sample_key = cache_key("sample", fit_key, config.n_samples, config.seed)
+        sample_key = cache_key("sample", fit_key, config.n_samples_for(dataset), config.seed)
         score_key = cache_key("score", sample_key)
         fit = fit_family.with_options(**options("fit", fit_key)).submit(
             splits[dataset], dataset, spec.family, params, label, config.seed, key=fit_key,
             pictures=config.pictures_while_training)
         sample = sample_family.with_options(**options("sample", sample_key)).submit(
-            fit, dataset, label, config.n_samples, config.seed, key=sample_key)
+            fit, dataset, label, config.n_samples_for(dataset), config.seed, key=sample_key)
         score = score_family.with_options(**({"refresh_cache": True} if refresh else {})).submit(
             splits[dataset], fit, sample, dataset, label, key=score_key)
         branches.append(_Branch(dataset, spec, label, params, splits[dataset], fit, sample, score))
@@ -244,6 +244,7 @@ def log_children(uri: str, experiment_id: str, parent: str, config, ingested: di
             result = result.with_(error=_error_text(failed))
             failures[f"{b.dataset}/{b.label}"] = result.error
             logger.error(f"{b.dataset} / {b.label} failed: {result.error}")
-        run_id = log_child_run(uri, experiment_id, parent, result, ingested[b.dataset], context)
+        run_id = log_child_run(uri, experiment_id, parent, result, ingested[b.dataset],
+                               {**context, "n_samples": config.n_samples_for(b.dataset)})
         results.append(result.with_(run_id=run_id))
     return tuple(results), fit_states

@@ -63,11 +63,14 @@ class BuildSpec(_Strict):
 
 class BuiltinDataset(_Strict):
     """A built-in dataset; ``n_train`` / ``n_heldout`` override the experiment's ``build``
-    sizes for this dataset alone (so ``fashion50`` and ``fashion5000`` can sit side by side)."""
+    sizes for this dataset alone (so ``fashion50`` and ``fashion5000`` can sit side by side), and
+    ``n_samples`` the experiment's samples per model (cheap points can have more than slow images)."""
 
     builtin: str
     n_train: Annotated[int, Field(ge=1)] | None = None
     n_heldout: Annotated[int, Field(ge=1)] | None = None
+    #: samples drawn from each model of this dataset (default: the experiment's n_samples)
+    n_samples: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
 
     @field_validator("builtin")
     @classmethod
@@ -195,10 +198,11 @@ class ExperimentConfig(_Strict):
         for name, ds in self.datasets.items():
             if isinstance(ds, BuiltinDataset):
                 per_example = get_dataset(ds.builtin).values_per_example
-                if self.n_samples * per_example * 8 > MAX_SAMPLE_BYTES:
+                n_samples = self.n_samples_for(name)
+                if n_samples * per_example * 8 > MAX_SAMPLE_BYTES:
                     raise ValueError(
-                        f"n_samples: {self.n_samples} samples of {name!r} ({per_example} values each) "
-                        f"would take {self.n_samples * per_example * 8 / 2**30:.1f} GiB as float64, over the "
+                        f"n_samples: {n_samples} samples of {name!r} ({per_example} values each) "
+                        f"would take {n_samples * per_example * 8 / 2**30:.1f} GiB as float64, over the "
                         f"limit of {MAX_SAMPLE_BYTES / 2**30:.0f} GiB; at most "
                         f"{MAX_SAMPLE_BYTES // (per_example * 8)} for this dataset")
         labels = [(d, s.display(self.datasets[d].kind)) for d, s in self.runs()]
@@ -207,6 +211,11 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"two family entries give the same run {sorted(dupes)[0]}; "
                              "give one of them a 'label'")
         return self
+
+    def n_samples_for(self, dataset: str) -> int:
+        """Samples drawn from each model of ``dataset``: its own ``n_samples``, else the experiment's."""
+        ds = self.datasets.get(dataset)
+        return (ds.n_samples if isinstance(ds, BuiltinDataset) and ds.n_samples else None) or self.n_samples
 
     def params_for(self, spec: FamilySpec, kind: str) -> dict[str, Any]:
         """A family entry's hyperparameters on one kind, with the experiment's ``device`` for a

@@ -137,3 +137,22 @@ def test_a_running_local_prefect_server_is_reused_and_said_so(monkeypatch):
     finally:
         server.shutdown()
     assert reuse_local_server(api, timeout_s=0.2) is None  # nobody answers: the temporary server
+
+
+def test_a_dataset_may_draw_its_own_number_of_samples_and_the_memory_limit_reads_it(tmp_path):
+    import yaml
+
+    from pmodel.config import ConfigError, load_experiment
+
+    data = {"name": "n", "n_samples": 200,
+            "datasets": {"pixels": {"builtin": "pixels"}, "land": {"builtin": "land", "n_samples": 5000}},
+            "families": [{"family": "naive_bayes"}]}
+    path = tmp_path / "n.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_experiment(path)
+    assert (config.n_samples_for("pixels"), config.n_samples_for("land")) == (200, 5000)
+    # 300,000 avatars of 1024 float64 values are over the 2 GiB limit; as many points are not
+    data["datasets"]["pixels"]["n_samples"] = 300_000
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="300000 samples of 'pixels'"):
+        load_experiment(path)
