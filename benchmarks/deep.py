@@ -120,8 +120,7 @@ def compare(a: list[dict], b: list[dict]) -> tuple[bool, bool]:
 # ---------------------------------------------------------------------------
 
 def _fit_one(args) -> dict:
-    name, kind, dataset, spec_family, params, data_dir, build, n_samples, seed = args
-    from pmodel.datasets.build import BuildConfig, build_all, built_dir
+    name, dataset, spec_family, params, data_dir, n_samples, seed = args
     from pmodel.evaluate import run_family
     from pmodel.problems import load_builtin
 
@@ -157,8 +156,8 @@ def direct_profile(path: Path, overrides: list[str], jobs: int, only_deep: bool)
         folder = tmp / dataset
         if not folder.exists():
             build_all(config.build_config(dataset), out_dir=folder, names=[ds.builtin], progress=False)
-        work.append((ds.builtin, ds.kind, dataset, spec.family, config.params_for(spec, ds.kind), str(tmp),
-                     None, config.n_samples_for(dataset), config.seed))
+        work.append((ds.builtin, dataset, spec.family, config.params_for(spec, ds.kind), str(tmp),
+                     config.n_samples_for(dataset), config.seed))
     print(f"{len(work)} fits of {path.name}, data built in {time.perf_counter() - t0:.0f} s; "
           f"{jobs} at a time", flush=True)
     rows = []
