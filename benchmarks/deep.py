@@ -133,13 +133,30 @@ def _fit_one(args) -> dict:
     m = dict(res.metrics)
     model = res.model
     m["wall_seconds"] = time.perf_counter() - t
+    if getattr(res.samples, "ndim", 0) == 3:      # images: the first 32 samples for --pictures
+        m["_first_samples"] = res.samples[:32].astype("uint8")
     return {"n_drawn": float(n_samples), "dataset": dataset, "family": spec_family, "taxonomy": getattr(model, "taxonomy", ""),
             "kind": model.log_prob_kind, "device": getattr(model, "device_info_", {}).get("device", ""),
             "device_name": getattr(model, "device_info_", {}).get("device_name", ""), "status": "ok", **m}
 
 
-def direct_profile(path: Path, overrides: list[str], jobs: int, only_deep: bool) -> tuple[float, list[dict]]:
-    from concurrent.futures import ProcessPoolExecutor
+#: the order fits start in with --direct: the slow deep fits first (so a deadline cuts the
+#: cheap ones), pixels before land before jars
+_FIRST = {"pixels": 0, "land": 1, "jars": 2}
+
+
+def _order(item) -> tuple:
+    name, dataset, family = item[0], item[1], item[2]
+    return (family not in DEEP, _FIRST.get(name, 3), DEEP.index(family) if family in DEEP else 0)
+
+
+def direct_profile(path: Path, overrides: list[str], jobs: int, only_deep: bool,
+                   deadline: float | None = None, json_path: str | None = None,
+                   pictures_dir: str | None = None) -> tuple[float, list[dict]]:
+    """Every (dataset, family) pair of the experiment, ``jobs`` fits at a time, the slow deep
+    fits first. Each row is written to ``json_path`` as it ends; at ``deadline`` seconds the
+    fits still running are stopped and listed as such."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
     from pmodel.config import load_experiment
@@ -158,15 +175,58 @@ def direct_profile(path: Path, overrides: list[str], jobs: int, only_deep: bool)
             build_all(config.build_config(dataset), out_dir=folder, names=[ds.builtin], progress=False)
         work.append((ds.builtin, dataset, spec.family, config.params_for(spec, ds.kind), str(tmp),
                      config.n_samples_for(dataset), config.seed))
+    work.sort(key=_order)
     print(f"{len(work)} fits of {path.name}, data built in {time.perf_counter() - t0:.0f} s; "
           f"{jobs} at a time", flush=True)
-    rows = []
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        for row in pool.map(_fit_one, work):
+    rows, pictures = [], {}
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
+    pending = {pool.submit(_fit_one, w): w for w in work}
+    while pending:
+        left = None if deadline is None else deadline - (time.perf_counter() - t0)
+        done, _ = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+        if not done:
+            break
+        for fut in done:
+            row = fut.result()
+            pending.pop(fut)
+            pictures.setdefault(row["dataset"], {})[row["family"]] = row.pop("_first_samples", None)
             rows.append(row)
-            print(f"  done: {row['dataset']} {row['family']} ({row['status']}, "
-                  f"{row.get('wall_seconds', 0):.0f} s)", flush=True)
+            print(f"  done at {time.perf_counter() - t0:.0f} s: {row['dataset']} {row['family']} "
+                  f"({row['status']}, {row.get('wall_seconds', 0):.0f} s)", flush=True)
+            if json_path:
+                Path(json_path).write_text(json.dumps(rows, indent=1, default=str))
+    for w in pending.values():
+        rows.append({"dataset": w[1], "family": w[2], "status": f"stopped at the {deadline:.0f} s deadline"})
+    if pending:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    if pictures_dir:
+        write_pictures(pictures, Path(pictures_dir))
     return time.perf_counter() - t0, rows
+
+
+def write_pictures(pictures: dict, out: Path) -> None:
+    """One PNG per image dataset: a row of its first 32 samples per family, the family's
+    name on the left."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    out.mkdir(parents=True, exist_ok=True)
+    for dataset, by_family in pictures.items():
+        by_family = {f: x for f, x in sorted(by_family.items()) if x is not None}
+        if not by_family:
+            continue
+        h, w = next(iter(by_family.values())).shape[1:]
+        pad, label = 2, 110
+        canvas = Image.new("L", (label + 32 * (w + pad), len(by_family) * (h + pad)), 255)
+        draw = ImageDraw.Draw(canvas)
+        for i, (family, x) in enumerate(by_family.items()):
+            y0 = i * (h + pad)
+            draw.text((4, y0 + h // 2 - 6), family, fill=0)
+            for j, img in enumerate(np.asarray(x)[:32]):
+                canvas.paste(Image.fromarray(img), (label + j * (w + pad), y0))
+        canvas.save(out / f"samples-{dataset}.png")
 
 
 # ---------------------------------------------------------------------------
@@ -262,13 +322,17 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="fits at a time (--direct)")
     ap.add_argument("--deep-only", action="store_true", help="only the deep families (--direct)")
     ap.add_argument("--goals", choices=("cpu", "gpu"), help="which goals (default: from the file name)")
-    ap.add_argument("--json", metavar="PATH", help="write the rows as JSON (--direct)")
+    ap.add_argument("--json", metavar="PATH", help="write the rows as JSON, each as it ends (--direct)")
+    ap.add_argument("--pictures", metavar="DIR", help="write samples-<dataset>.png of image fits (--direct)")
+    ap.add_argument("--deadline", type=float, metavar="SECONDS",
+                    help="stop the fits still running after this many seconds (--direct)")
     args = ap.parse_args()
     if not args.direct:
         cli_profile(args.again)
         return
     path = Path(args.direct)
-    wall, rows = direct_profile(path, args.set, args.jobs, args.deep_only)
+    wall, rows = direct_profile(path, args.set, args.jobs, args.deep_only, args.deadline, args.json,
+                                args.pictures)
     print(f"\n{path.name} through run_family: {wall:.0f} s ({wall / 60:.1f} min)")
     table(rows)
     (goals_gpu if (args.goals or ("gpu" if "gpu" in path.name else "cpu")) == "gpu" else
