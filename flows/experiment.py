@@ -41,6 +41,19 @@ def family_version(name: str, kind: str) -> str:
     return source_version(family_class(name, kind))
 
 
+def training_device(name: str, kind: str, params: dict) -> str:
+    """Where a family that trains on a device would train here (``cpu``, ``cuda``, ...), part of
+    its fit's cache key, so that ``device: auto`` on a machine with a GPU does not reuse a fit
+    made on the CPU; ``-`` for a family without a device (torch is imported only for one with)."""
+    from pmodel.families import family_class
+
+    if "device" not in family_class(name, kind).hyperparameters:
+        return "-"
+    from pmodel.families.deep._torch import resolve_device
+
+    return str(resolve_device(params.get("device", "auto")))
+
+
 def dataset_version(builtin: str | None) -> str:
     """Digest of the source of a built-in dataset's loader (part of its split's cache key)."""
     if builtin is None:
@@ -206,7 +219,8 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         params = config.params_for(spec, kind)
         label = spec.display(kind)
         fit_key = cache_key("fit", ingested[dataset].digest, config.seed, spec.family, params,
-                            version, family_version(spec.family, kind))
+                            version, family_version(spec.family, kind),
+                            training_device(spec.family, kind, params))
         sample_key = cache_key("sample", fit_key, config.n_samples_for(dataset), config.seed)
         score_key = cache_key("score", sample_key)
         fit = fit_family.with_options(**options("fit", fit_key)).submit(

@@ -48,6 +48,19 @@ def test_pmodel_device_is_what_auto_means_and_an_explicit_setting_wins(monkeypat
         _torch.resolve_device("auto")
 
 
+def test_the_fit_cache_key_holds_the_device_auto_resolves_to(monkeypatch):
+    """A fit made on the CPU is not reused under ``device: auto`` where torch sees a GPU."""
+    from flows.experiment import training_device
+
+    monkeypatch.delenv(_torch.DEVICE_ENV, raising=False)
+    _fake_gpu(monkeypatch, cuda=False)
+    assert training_device("autoregressive", "image", {}) == "cpu"
+    _fake_gpu(monkeypatch, cuda=True)
+    assert training_device("autoregressive", "image", {}) == "cuda"
+    assert training_device("autoregressive", "image", {"device": "cpu"}) == "cpu"
+    assert training_device("naive_bayes", "image", {}) == "-"      # no device: no torch needed
+
+
 def test_a_device_the_machine_lacks_is_an_error_that_says_what_it_has(monkeypatch):
     monkeypatch.delenv(_torch.DEVICE_ENV, raising=False)
     _fake_gpu(monkeypatch, cuda=False)
