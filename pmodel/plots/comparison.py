@@ -13,6 +13,7 @@ from pmodel.plots._common import _new_figure, _prepare, _hspace, _save
 _BETTER = {
     "heldout_loglik": "higher is better",
     "kl_to_truth": "lower is better",
+    "kl_to_truth_estimate": "lower is better (a Monte-Carlo estimate)",
     "out_of_support_rate": "lower is better",
     "on_land_rate": "higher is better",
     "land_coverage": "closer to 1 is better",
