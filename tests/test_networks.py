@@ -1,6 +1,6 @@
 """Published Bayesian networks as built-in datasets: reading, forward sampling and exact
 probabilities against pgmpy, exact vs Monte-Carlo truths, skeleton scores, declaring them in
-an experiment."""
+an experiment, and the bayes_net family that learns a network by hill climbing."""
 
 from __future__ import annotations
 
@@ -218,6 +218,55 @@ def test_chow_liu_on_asia_finds_part_of_the_skeleton(asia):
     # 7 edges for 8 true ones: asia has a loop (smoke-lung-either-bronc-dysp), a tree cannot
     assert len(tree.edges_) == 7 and s["skeleton_recall"] <= 7 / 8
     assert s["skeleton_precision"] * 7 == pytest.approx(s["skeleton_recall"] * 8)
+
+
+# ---------------------------------------------------------------------------
+# The bayes_net family
+# ---------------------------------------------------------------------------
+
+def test_bayes_net_recovers_asias_skeleton_from_enough_rows(asia):
+    from pmodel.scores.structure import skeleton_scores
+    from pmodel.truths import NetworkTruth
+
+    X = asia.sample_codes(20_000, rng=np.random.default_rng(1))
+    model = make_family("bayes_net", CategoricalDomain(asia.shape)).fit(X)
+    s = skeleton_scores(asia.skeleton, model.edges_)
+    # every true edge; the extra ones link the parents of "either", a deterministic OR
+    assert s["skeleton_recall"] == 1.0 and s["skeleton_precision"] >= 0.75
+    kl = NetworkTruth(asia).kl(model)
+    tree = make_family("chow_liu", CategoricalDomain(asia.shape)).fit(X)
+    assert kl < 0.002 < NetworkTruth(asia).kl(tree)
+
+
+def test_bayes_net_tables_are_the_smoothed_counts_and_sum_to_one():
+    cancer = bn.network_of("bn-cancer")
+    d = CategoricalDomain(cancer.shape)
+    X = cancer.sample_codes(500, rng=np.random.default_rng(3))
+    model = make_family("bayes_net", d, alpha=0.5).fit(X)
+    assert np.exp(model.log_prob(d.all_cells())).sum() == pytest.approx(1.0, abs=1e-12)
+    child = next(j for j, ps in enumerate(model.parents_) if len(ps) == 1)
+    parent = int(model.parents_[child][0])
+    K = d.shape[child]
+    for a in range(d.shape[parent]):
+        rows = X[X[:, parent] == a, child]
+        expected = (np.bincount(rows, minlength=K) + 0.5) / (len(rows) + 0.5 * K)
+        np.testing.assert_allclose(np.exp(model.log_cpt_[child][a]), expected)
+    assert model.n_parameters_ == sum(
+        int(np.prod([d.shape[p] for p in ps])) * (d.shape[j] - 1) for j, ps in enumerate(model.parents_))
+
+
+def test_bayes_net_fits_the_same_graph_in_another_process():
+    """The search visits candidates in the same order whatever Python's string-hash salt."""
+    import os
+
+    code = ("import numpy as np; from pmodel.datasets import bn; from pmodel.families import make_family,"
+            " CategoricalDomain; n = bn.network_of('bn-survey'); X = n.sample_codes(3000, "
+            "rng=np.random.default_rng(0)); m = make_family('bayes_net', CategoricalDomain(n.shape)).fit(X);"
+            " print(m.edges_.tolist())")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}) for seed in (1, 2)]
+    outs = {p.communicate()[0].strip().splitlines()[-1] for p in procs}
+    assert all(p.returncode == 0 for p in procs) and len(outs) == 1
 
 
 # ---------------------------------------------------------------------------
