@@ -371,3 +371,18 @@ def test_the_leaderboard_ranks_by_the_estimate_and_shows_its_standard_error():
     assert "0.19 ± 0.0021" in text and "<= 3.86 ± 0.01" in text and "Monte-Carlo estimate" in text
     assert "by KL to the truth" in text
     assert "0.19 ± 0.0021" in as_markdown(rows)
+
+
+def test_the_networks_experiment_runs_the_categorical_families_on_three_networks():
+    from pmodel.config import load_experiment
+
+    config = load_experiment(REPO / "experiments" / "networks.yaml")
+    sizes = {name: len(bn.network_of(ds.builtin).shape) for name, ds in config.datasets.items()}
+    assert sizes == {"asia": 8, "insurance": 27, "alarm": 37}
+    assert config.build.n_train == 2000
+    runs = config.runs()
+    families = {spec.family for _, spec in runs}
+    assert families == {"multinomial", "naive_bayes", "chow_liu", "latent_class", "autoregressive", "vae",
+                        "bayes_net"}
+    # the full table only where it can be held: 256 cells, not 10^13 or 10^16
+    assert {d for d, spec in runs if spec.family == "multinomial"} == {"asia"}
