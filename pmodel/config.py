@@ -83,7 +83,8 @@ class BuiltinDataset(_Strict):
     @classmethod
     def _network_dataset(cls, data: Any, info: ValidationInfo) -> Any:
         # {builtin: bn, network: alarm} is the registry's dataset "bn-alarm" (pmodel.datasets.bn)
-        if not isinstance(data, dict) or not ({"network", "bif"} & set(data) or data.get("builtin") == "bn"):
+        if not isinstance(data, dict) or (data.get("network") is None and data.get("bif") is None
+                                          and data.get("builtin") != "bn"):
             return data
         from pmodel.datasets import bn
 

@@ -291,6 +291,9 @@ def test_a_network_is_declared_by_name_or_by_file(tmp_path):
 
     again = ExperimentConfig.model_validate(config.model_dump(mode="json"))
     assert again.datasets == config.datasets
+    exp.write_text("name: t\ndatasets: {f: {builtin: fashion}}\nfamilies: [{family: box}]\n")
+    plain = load_experiment(exp)
+    assert ExperimentConfig.model_validate(plain.model_dump(mode="json")).datasets == plain.datasets
     for text, fragment in [
         ("{builtin: bn, network: alarmm}", "unknown network 'alarmm'; pmodel ships asia, cancer"),
         ("{builtin: bn}", "names exactly one of 'network'"),
