@@ -131,6 +131,8 @@ def _bar_panel(ax, labels: list[str], values: np.ndarray, *, show_labels: bool) 
         x_hi = hi + 0.45 * span
     if np.isnan(values).any():
         x_hi = max(x_hi, 0.25 * span)  # "n/a" is written right of 0
+    if x_hi <= x_lo:  # every bar 0 (no held-out row out of support): a unit scale
+        x_hi = x_lo + 1.0
     y = np.arange(len(values))
     for yi, v in zip(y, values):
         if np.isfinite(v):
