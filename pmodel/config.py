@@ -9,6 +9,8 @@
     datasets:
       fashion: {builtin: fashion}
       mine: {kind: categorical, train: my.csv, heldout: my-test.csv, schema: my.yaml}
+      alarm: {builtin: bn, network: alarm}       # a published Bayesian network pmodel ships
+      mynet: {builtin: bn, bif: my-network.bif}  # or a BIF file of your own
     families:
       - {family: box}
       - {family: multinomial, params: {alpha: 1.0}, points: {cell_deg: 10.0}}
@@ -27,10 +29,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from pmodel.datasets.build import BuildConfig
-from pmodel.datasets.registry import dataset_names, get_dataset
+from pmodel.datasets.registry import dataset_names, get_dataset, is_dataset
 from pmodel.families import check_hyperparameters, family_class, family_names, kinds_served
 from pmodel.families.domains import DOMAINS
 
@@ -71,12 +74,36 @@ class BuiltinDataset(_Strict):
     n_heldout: Annotated[int, Field(ge=1)] | None = None
     #: samples drawn from each model of this dataset (default: the experiment's n_samples)
     n_samples: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    #: ``builtin: bn`` only: a published network pmodel ships (``alarm``) ...
+    network: str | None = None
+    #: ... or the path of a BIF file (relative to the experiment file)
+    bif: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _network_dataset(cls, data: Any, info: ValidationInfo) -> Any:
+        # {builtin: bn, network: alarm} is the registry's dataset "bn-alarm" (pmodel.datasets.bn)
+        if not isinstance(data, dict) or (data.get("network") is None and data.get("bif") is None
+                                          and data.get("builtin") != "bn"):
+            return data
+        from pmodel.datasets import bn
+
+        base = (info.context or {}).get("base_dir")
+        data = dict(data)
+        data["builtin"] = bn.dataset_name(builtin=str(data.get("builtin")), network=data.get("network"),
+                                          bif=data.get("bif"), base_dir=base)
+        if data.get("bif") is not None:
+            bif = Path(data["bif"]).expanduser()
+            data["bif"] = bif if bif.is_absolute() or base is None else Path(base) / bif
+        return data
 
     @field_validator("builtin")
     @classmethod
     def _registered(cls, name: str) -> str:
-        if name not in dataset_names():
-            raise ValueError(f"unknown built-in dataset {name!r}; registered: {', '.join(dataset_names())}")
+        if not is_dataset(name):
+            raise ValueError(f"unknown built-in dataset {name!r}; registered: {', '.join(dataset_names())}"
+                             " (and bn, with network: NAME or bif: PATH)")
+        get_dataset(name)  # a dataset made on demand (a network) is read now: its errors, here
         return name
 
     @property
@@ -152,7 +179,7 @@ class ExperimentConfig(_Strict):
 
     @field_validator("datasets", mode="before")
     @classmethod
-    def _pick_dataset_type(cls, value):
+    def _pick_dataset_type(cls, value, info: ValidationInfo):
         # choose the model by key rather than let pydantic try both and report both
         if isinstance(value, dict):
             out = {}
@@ -162,11 +189,11 @@ class ExperimentConfig(_Strict):
                     continue
                 model = BuiltinDataset if "builtin" in spec else UserDataset
                 try:
-                    out[name] = model(**spec)
+                    out[name] = model.model_validate(spec, context=info.context)
                 except ValidationError as exc:
                     raise ValueError("; ".join(
-                        f"{name}.{'.'.join(str(p) for p in err['loc'])}: "
-                        f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
+                        f"{'.'.join([name, *(str(p) for p in err['loc'])])}: "
+                        f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg'].removeprefix('Value error, ')}"
                         for err in exc.errors())) from None
             return out
         return value
@@ -324,13 +351,13 @@ def load_experiment(path: Path | str, overrides: list[str] = ()) -> ExperimentCo
         raise ConfigError(f"{path}: expected a mapping at the top level")
     for assignment in overrides:
         apply_override(data, assignment)
+    base = path.resolve().parent
     try:
-        config = ExperimentConfig(**data)
+        config = ExperimentConfig.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(path))) from None
     except ValueError as exc:  # raised while building nested models by hand
         raise ConfigError(f"{path}: invalid experiment config\n  - {exc}") from None
-    base = path.resolve().parent
     datasets = {}
     for name, ds in config.datasets.items():
         if isinstance(ds, UserDataset):

@@ -63,6 +63,32 @@ SCORES: dict[str, Score] = {
         "KL(P_data || P_model), computed exactly over every possible example (not from a sample): "
         "0 is a perfect model, infinity when the model gives p = 0 to something P_data can "
         "produce; the ranking score", "nats per example", "lower"),
+    "entropy_truth_estimate": Score(
+        "H(P_data) estimated by Monte Carlo, -mean log p(z) over 100,000 draws z from P_data, where "
+        "P_data has too many states to sum over (a Bayesian network past 10^7 joint states); "
+        "entropy_truth is the exact value where it can be summed", "nats per example"),
+    "entropy_truth_estimate_se": Score(
+        "the standard error of entropy_truth_estimate (sd / sqrt(draws))", "nats per example"),
+    "kl_to_truth_estimate": Score(
+        "KL(P_data || P_model) estimated by Monte Carlo, mean of log p(z) - log q(z) over 100,000 "
+        "draws z from P_data (the same draws for every model of a dataset), where P_data has too "
+        "many states to sum over; read with kl_to_truth_estimate_se. Infinite when the model gives "
+        "p = 0 to a draw (which proves the KL infinite)", "nats per example", "lower"),
+    "kl_to_truth_estimate_se": Score(
+        "the standard error of kl_to_truth_estimate (sd of the terms / sqrt(draws)); two models' "
+        "estimates closer than about twice it are not told apart", "nats per example"),
+    "kl_to_truth_bound_estimate": Score(
+        "an UPPER bound on KL(P_data || P_model), estimated by Monte Carlo over draws from P_data, "
+        "for families that give only a lower bound on log p (the true KL is at most its mean)",
+        "nats per example", "lower"),
+    "kl_to_truth_bound_estimate_se": Score(
+        "the standard error of kl_to_truth_bound_estimate", "nats per example"),
+    "skeleton_recall": Score(
+        "networks: share of the true network's edges (directions ignored) that the model's learnt "
+        "graph has (Chow-Liu's tree, bayes_net's arcs)", "fraction 0..1", "higher"),
+    "skeleton_precision": Score(
+        "networks: share of the model's learnt edges (directions ignored) that are edges of the "
+        "true network", "fraction 0..1", "higher"),
     "latent_r2": Score(
         "mean over the dataset's known factors of latent_r2_<factor>: how much of each factor a "
         "linear read-out of the model's latent code recovers", "R^2, up to 1", "higher"),

@@ -22,7 +22,10 @@ and ``d_median`` (``median_render_distance``).
 A bound is never ranked against an exact value: the groups are not merged.
 Each row says which kind of likelihood it shows: an exact value, ``>= x`` (a
 lower bound: the true value is at least this) or ``none``; its KL cell is exact,
-``<= x`` (an upper bound, from a lower bound on log p) or ``-``.
+``<= x`` (an upper bound, from a lower bound on log p) or ``-``. Where P_data is
+too large to sum over (a big Bayesian network) the KL is a Monte-Carlo estimate,
+shown ``x ± se`` with its standard error (``kl_to_truth_estimate``) and ranked by
+its value.
 
 Examples
 --------
@@ -85,7 +88,8 @@ def rank_key(result: RunResult, by_kl: bool) -> tuple:
     group = 0 if kind == "exact" else 1
     ll = loglik_value(result)
     if by_kl:
-        kl = metrics.get("kl_to_truth" if kind == "exact" else "kl_to_truth_bound", math.nan)
+        name = "kl_to_truth" if kind == "exact" else "kl_to_truth_bound"
+        kl = metrics.get(name, metrics.get(f"{name}_estimate", math.nan))
         kl = math.inf if kl is None or math.isnan(kl) else float(kl)
         return (group, 0, kl, _desc(ll))
     return (group, 1, _desc(ll))
@@ -115,9 +119,11 @@ def ranked(results: list[RunResult]) -> dict[str, list[RunResult]]:
     return out
 
 
+KL_METRICS = ("kl_to_truth", "kl_to_truth_bound", "kl_to_truth_estimate", "kl_to_truth_bound_estimate")
+
+
 def ranks_by_kl(rows: list[RunResult]) -> bool:
-    return any("kl_to_truth" in (r.metrics or {}) or "kl_to_truth_bound" in (r.metrics or {})
-               for r in rows)
+    return any(k in (r.metrics or {}) for r in rows for k in KL_METRICS)
 
 
 def fmt(value) -> str:
@@ -176,15 +182,39 @@ def _footnote(tables: list[list[str]]) -> str:
     return FOOTNOTE + (" " + NEAR_FOOTNOTE if any(len(cols) > 1 for cols in tables) else "")
 
 
+def _pm(value, se) -> str:
+    """``x ± se``: the value to 4 significant digits, its standard error to 2."""
+    text = fmt(value)
+    if text in ("-", "inf", "-inf") or se is None or math.isnan(se):
+        return text
+    return f"{text} ± {se:.2g}"
+
+
 def kl_text(result: RunResult) -> str:
-    """The KL cell: exact, ``<= x`` (an upper bound, from a lower bound on log p) or ``-``."""
+    """The KL cell: exact, ``<= x`` (an upper bound, from a lower bound on log p), ``x ± se``
+    (a Monte-Carlo estimate with its standard error), ``<= x ± se`` or ``-``."""
     m = result.metrics or {}
     if "kl_to_truth" in m:
         return fmt(m["kl_to_truth"])
     if "kl_to_truth_bound" in m:
         value = fmt(m["kl_to_truth_bound"])
         return f"<= {value}" if value != "-" else value
+    for name, head in (("kl_to_truth_estimate", ""), ("kl_to_truth_bound_estimate", "<= ")):
+        if name in m:
+            text = _pm(m[name], m.get(f"{name}_se"))
+            return head + text if text != "-" else text
     return "-"
+
+
+def estimated(results: list[RunResult]) -> bool:
+    """Whether some row's KL is a Monte-Carlo estimate."""
+    return any(k in (r.metrics or {}) for r in results
+               for k in ("kl_to_truth_estimate", "kl_to_truth_bound_estimate"))
+
+
+ESTIMATE_NOTE = ("x ± se in kl_to_truth: a Monte-Carlo estimate of the KL with its standard error, "
+                 "where P_data has too many states to sum over (100,000 draws from P_data, the same "
+                 "for every model of the dataset); the other values are exact.")
 
 
 def _cells(r: RunResult, extra: list[str]) -> list[str]:
@@ -237,7 +267,8 @@ def as_text(results: list[RunResult]) -> str:
         heads = [extra[0]] + [NEAR_COLUMNS[k] for k in extra[1:]]
         lines.append(f"\n{dataset} (best first, {_rule(rows)})")
         w = min(max([34] + [len(r.label) for r in rows]), LABEL_WIDTH_MAX)
-        lines.append(f"  {'family':<{w}} {'taxonomy':<15} {'kl_to_truth':>11} {'heldout_loglik':>14} "
+        k = max([11] + [len(kl_text(r)) for r in rows if not r.error])
+        lines.append(f"  {'family':<{w}} {'taxonomy':<15} {'kl_to_truth':>{k}} {'heldout_loglik':>14} "
                      f"{'in_support':>10} {'out_of_support':>14} "
                      + " ".join(f"{h:>{n}}" for h, n in zip(heads, widths)))
         for heading, r in _headed(rows):
@@ -247,9 +278,11 @@ def as_text(results: list[RunResult]) -> str:
                 lines.append(f"  {_clip(r.label, w):<{w}} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
             kl, ll, ins, oos, *ex = _cells(r, extra)
-            lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>11} {ll:>14} {ins:>10} {oos:>14} "
+            lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>{k}} {ll:>14} {ins:>10} {oos:>14} "
                          + " ".join(f"{c:>{n}}" for c, n in zip(ex, widths)) + (f"  {CAPPED}" if capped(r) else ""))
     lines.append("\n(" + _footnote(tables) + ")")
+    if estimated(results):
+        lines.append(f"({ESTIMATE_NOTE})")
     if any(capped(r) for r in results):
         lines.append(f"({CAPPED_NOTE})")
     return "\n".join(lines)
@@ -279,6 +312,8 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
             parts.append(f"| {k} | {name}{' ' + CAPPED if capped(r) else ''} | {cells} |")
         parts.append("")
     parts.append("*" + _footnote(tables) + "*")
+    if estimated(results):
+        parts.append("\n*" + ESTIMATE_NOTE + "*")
     if any(capped(r) for r in results):
         parts.append("\n*" + CAPPED_NOTE + "*")
     return "\n".join(parts)

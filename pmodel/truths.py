@@ -12,11 +12,20 @@ RenderTruth     a finite set of valid images, with probs    valid_rate, n_valid_
                                                             near_render_rate_16,
                                                             median_render_distance
 LandTruth       a region of the land mask (uniform on land) on_land_rate, land_coverage
+NetworkTruth    a Bayesian network's tables: every row's    -
+                probability; entropy and KL summed over
+                every joint state up to 10^7 of them, else
+                estimated by Monte Carlo (``enumerable``)
 ==============  ==========================================  ==================================
 
 KL(P_data || P_model) = E_{P_data}[log p_data(x) - log p_model(x)] needs the
 model's exact log-probability. Given only a lower bound on log p_model, the same
 sum is an upper bound on the KL, and is recorded as such (``kl_to_truth_bound``).
+
+A truth too large to sum over (``enumerable`` False: a network with more than 10^7 joint
+states) gives Monte-Carlo estimates instead, each with its standard error, recorded under
+their own names (``entropy_truth_estimate``, ``kl_to_truth_estimate``, ...): an exact value, an
+estimate and a bound never share a name.
 
 ``factor_names`` names the latent factors a truth's examples are drawn from
 (a jar's height and width). The factors of the training and held-out
@@ -34,6 +43,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from pmodel.datasets.bn import Network
 from pmodel.datasets.land import LandData
 from pmodel.scores import images as image_scores
 from pmodel.scores import land as land_scores
@@ -49,6 +59,8 @@ class Truth(ABC):
     #: short name used in score requirements ("truth:table", ...)
     name: ClassVar[str]
     factor_names: tuple[str, ...] = ()
+    #: whether entropy and KL are exact sums over every possible example (else see NetworkTruth)
+    enumerable: ClassVar[bool] = True
 
     @abstractmethod
     def entropy(self) -> float:
@@ -148,3 +160,74 @@ class LandTruth(Truth):
     def sample_scores(self, samples: np.ndarray, *, train: np.ndarray | None = None) -> dict[str, float]:
         return {"on_land_rate": land_scores.on_land_rate(samples, self.land),
                 "land_coverage": land_scores.land_coverage(samples, self.land)["land_coverage"]}
+
+
+#: Draws from P_data behind every Monte-Carlo estimate of a network's truth.
+NETWORK_MC_DRAWS = 100_000
+#: Their random stream (numpy entropy ``[NETWORK_MC_STREAM, draws]``): fixed, so every model of
+#: a dataset is scored on the same draws (common random numbers: their differences are
+#: estimated far more precisely than each value), and a rerun gives the same estimates.
+NETWORK_MC_STREAM = 31
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkTruth(Truth):
+    """P_data given by a discrete Bayesian network (``pmodel.datasets.bn.Network``).
+
+    The probability of any row is exact. The entropy and KL(P_data || P_model) are exact sums
+    over every joint state when there are at most 10^7 of them (``enumerable``); otherwise
+    :meth:`entropy` and :meth:`kl` refuse, and :meth:`entropy_estimate` and :meth:`kl_estimate`
+    give Monte-Carlo estimates over ``n_draws`` fresh draws from the network (seeded), with
+    their standard errors::
+
+        H    ~ mean_i [-log p(z_i)]                    z_i ~ P_data, i = 1..n
+        KL   ~ mean_i [log p(z_i) - log q(z_i)]        se = sd / sqrt(n)
+
+    With a lower bound in place of log q the second is an estimate of an upper bound on the
+    KL (``kl_to_truth_bound_estimate``).
+    """
+
+    network: Network
+    n_draws: int = NETWORK_MC_DRAWS
+    name: ClassVar[str] = "network"
+
+    @property
+    def enumerable(self) -> bool:
+        return self.network.enumerable
+
+    @property
+    def skeleton(self) -> set[frozenset[int]]:
+        """The network's arcs without direction, as pairs of column indices."""
+        return self.network.skeleton
+
+    def log_prob(self, X) -> np.ndarray:
+        """Exact log P_data of each row (n,), nats."""
+        return self.network.log_prob(X)
+
+    def entropy(self) -> float:
+        """H(P_data), exact (every joint state); ValueError when there are too many."""
+        return self.network.entropy()
+
+    def kl(self, model) -> float:
+        """KL(P_data || P_model), exact (every joint state, in chunks); ValueError when too many."""
+        net = self.network
+        return truth_scores.kl_by_chunks((net.log_prob(X), model.log_prob(X)) for X in net.all_states())
+
+    def draws(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(Z, log p(Z))``: the ``n_draws`` rows from P_data the estimates average over,
+        drawn once (thread-safe) from a fixed stream."""
+        with _INDEX_LOCK:
+            if "_draws" not in self.__dict__:
+                rng = np.random.default_rng([NETWORK_MC_STREAM, self.n_draws])
+                Z = self.network.sample_codes(self.n_draws, rng=rng)
+                object.__setattr__(self, "_draws", (Z, self.network.log_prob(Z)))
+        return self.__dict__["_draws"]
+
+    def entropy_estimate(self) -> truth_scores.Estimate:
+        """H(P_data) by Monte Carlo: the mean of -log p over the draws, with its standard error."""
+        return truth_scores.mc_mean(-self.draws()[1])
+
+    def kl_estimate(self, model) -> truth_scores.Estimate:
+        """KL(P_data || P_model) by Monte Carlo: the mean of log p - log q over the draws."""
+        Z, lp = self.draws()
+        return truth_scores.mc_mean(lp - np.asarray(model.log_prob(Z), dtype=np.float64))

@@ -27,7 +27,8 @@ from tasks import tracking
 
 #: Scores that can be infinite: their ``<name>_is_infinite`` flag is logged on every run.
 MAY_BE_INFINITE = ("heldout_loglik", "heldout_bits_per_dim", "heldout_loglik_bound", "kl_to_truth_bound",
-                   "heldout_bits_per_dim_bound", "kl_to_truth", "n_parameters")
+                   "heldout_bits_per_dim_bound", "kl_to_truth", "n_parameters", "kl_to_truth_estimate",
+                   "kl_to_truth_bound_estimate")
 
 #: The main picture of every child run, at the artifact root under one name,
 #: so MLflow's compare view shows the children of a dataset side by side.
@@ -470,7 +471,8 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
             if len(ok):
                 tracking.log_artifact(uri, parent_run_id, plots.comparison_plot(
                     ok, Path(tmp) / "comparison.png",
-                    metrics=("kl_to_truth", "heldout_loglik", "out_of_support_rate"),
+                    metrics=("kl_to_truth", *(["kl_to_truth_estimate"] if "kl_to_truth_estimate" in ok
+                                              else []), "heldout_loglik", "out_of_support_rate"),
                     title=f"{config['name']}: KL to the truth, held-out log-likelihood "
                     "(over all held-out examples), out-of-support rate"))
     tracking.log_text(uri, parent_run_id, glossary_markdown() + "\n", "glossary.md")
@@ -489,7 +491,8 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
 
 
 #: The runs table's columns, in this order of preference, when some run has them.
-VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "heldout_loglik", "heldout_loglik_bound",
+VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "kl_to_truth_estimate", "kl_to_truth_estimate_se",
+                "heldout_loglik", "heldout_loglik_bound",
                 "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim",
                 "on_land_rate", "valid_rate", "near_render_rate", "novelty_rate")
 
@@ -499,12 +502,12 @@ def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> No
     (by KL where the truth is known, else by held-out log-likelihood)."""
     present = {k for r in results for k in (r.metrics or {})}
     present |= {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
-    sort_by = next((k for k in ("kl_to_truth", "heldout_loglik", "heldout_loglik_bound")
+    sort_by = next((k for k in ("kl_to_truth", "kl_to_truth_estimate", "heldout_loglik", "heldout_loglik_bound")
                     if k in present), None)
     if sort_by is None:
         return
     params = sorted({k for r in results for k in r.params})
-    tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by == "kl_to_truth",
+    tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by.startswith("kl_"),
                            group_by_tag="dataset", metrics=[m for m in VIEW_METRICS if m in present],
                            params=params)
 

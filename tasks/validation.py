@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from pmodel.datasets import fashion
-from pmodel.datasets.registry import dataset_names, get_dataset
+from pmodel.datasets.registry import dataset_names, get_dataset, is_dataset
 from pmodel.datasets.schema import CategoricalSchema
 from pmodel.errors import DataValidationError
 from pmodel.paths import reports_dir
@@ -175,7 +175,7 @@ def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = Non
     ValueError
         When ``kind`` is unknown or its schema file cannot be read.
     """
-    if kind in dataset_names():
+    if is_dataset(kind):
         return validate_builtin(kind, path, report_dir=report_dir)
     if kind == "categorical":
         return validate_categorical_csv(path, None, report_dir=report_dir)
@@ -233,7 +233,7 @@ def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None,
     notes = []
     if schema is None:
         notes.append("categories inferred from the data (no schema given)")
-    elif kind in dataset_names():
+    elif is_dataset(kind):
         notes.append(f"checked against the built-in {kind} schema")
     elif schema_source is not None:
         notes.append(f"checked against the schema in {schema_source}")

@@ -14,6 +14,7 @@ from pmodel.families import (CategoricalDomain, ImageDomain, PointsDomain, famil
 HYPERPARAMETERS = {"box": [{}], "multinomial": [{"alpha": 0.0}, {"alpha": 1.0}],
                    "naive_bayes": [{"alpha": 0.0}, {"alpha": 1.0}],
                    "chow_liu": [{"alpha": 0.0}, {"alpha": 1.0}],
+                   "bayes_net": [{"alpha": 0.5}, {"alpha": 0.0, "max_indegree": 1, "score": "bdeu"}],
                    "latent_class": [{"n_components": 3, "alpha": 0.5}, {"n_components": 1, "alpha": 1.0}],
                    "gmm": [{"n_components": 3}], "kde": [{}, {"bandwidth": 1.5}],
                    "pca": [{"n_components": 2}], "factor_analysis": [{"n_components": 2}]}

@@ -10,6 +10,10 @@ functions) plus one :func:`register_dataset` call, here or, for a toy, in a
 test file. Functions are named as "module:function" strings and imported only
 when used, so loading an experiment file imports no dataset code.
 
+A family of datasets named by a parameter (the published Bayesian networks: ``bn-alarm``,
+``bn-asia``) is one :func:`register_dataset_factory` call: :func:`get_dataset` makes the entry of
+``<prefix>-<anything>`` on first use, in whichever process asks, from its name alone.
+
 The three functions an entry names::
 
     build(out: Path, *, rng: {split: Generator}, sizes: {split: int},
@@ -21,6 +25,7 @@ The three functions an entry names::
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +117,7 @@ class DatasetSpec:
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
+_FACTORIES: dict[str, str | Callable] = {}
 _TRUTH_LOCK = threading.Lock()
 _TRUTHS: dict[str, Any] = {}
 
@@ -148,12 +154,36 @@ def dataset_names() -> list[str]:
     return list(_DATASETS)
 
 
+def register_dataset_factory(prefix: str, target: str | Callable) -> None:
+    """Datasets made on demand: ``get_dataset("<prefix>-<rest>")`` calls ``target(name)``
+    ("module:function", imported then) for the entry, registers and returns it; ``target``
+    raises ValueError, saying what exists, for a name it does not know."""
+    _FACTORIES[prefix] = target
+
+
+def dataset_factories() -> list[str]:
+    """The prefixes of the datasets made on demand (``bn``)."""
+    return list(_FACTORIES)
+
+
 def get_dataset(name: str) -> DatasetSpec:
-    try:
+    if name in _DATASETS:
         return _DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown built-in dataset {name!r}; expected one of "
-                         f"{', '.join(_DATASETS)}") from None
+    prefix = name.split("-", 1)[0]
+    if prefix in _FACTORIES and name != prefix:
+        spec = resolve(_FACTORIES[prefix])(name)
+        return _DATASETS.setdefault(name, spec)
+    made = f" (and {', '.join(f'{p}-...' for p in _FACTORIES)})" if _FACTORIES else ""
+    raise ValueError(f"unknown built-in dataset {name!r}; expected one of "
+                     f"{', '.join(_DATASETS)}{made}")
+
+
+def is_dataset(name: str) -> bool:
+    """Whether ``name`` names a built-in dataset: a registered one, or one a factory makes
+    (whose :func:`get_dataset` may still refuse it, saying why: an unknown network)."""
+    prefix = name.split("-", 1)[0]
+    return name in _DATASETS or (prefix in _FACTORIES and name != prefix
+                                 and re.fullmatch(r"[A-Za-z0-9_-]+", name) is not None)
 
 
 def truth_of(name: str):
@@ -206,3 +236,6 @@ register_dataset(DatasetSpec(
     build="pmodel.datasets.jars:build", load="pmodel.datasets.jars:load",
     truth="pmodel.datasets.jars:truth", build_key="pmodel.datasets.jars:build_key",
     validation=Validation("png-folder", image_size=(32, 32)), values_per_example=32 * 32))
+
+# published Bayesian networks, one dataset per network: bn-asia, bn-alarm, ... (pmodel/datasets/bn.py)
+register_dataset_factory("bn", "pmodel.datasets.bn:dataset_spec")

@@ -23,6 +23,7 @@ register_family("naive_bayes", "image", "pmodel.families.naive_bayes:ImageNaiveB
 register_family("naive_bayes", "points", "pmodel.families.naive_bayes:PointsNaiveBayes")
 # latent variables and dependencies, without deep learning
 register_family("chow_liu", "categorical", "pmodel.families.chow_liu:ChowLiuTree")
+register_family("bayes_net", "categorical", "pmodel.families.bayes_net:BayesianNetwork")
 register_family("latent_class", ("categorical", "image"), "pmodel.families.latent_class:LatentClass")
 register_family("gmm", "points", "pmodel.families.gmm:PointsGaussianMixture")
 register_family("kde", "points", "pmodel.families.kde:PointsKernelDensity")

@@ -146,6 +146,8 @@ class ChowLiuTree(Family):
     taxonomy = "autoregressive"
     hyperparameters = {"alpha": replace(ALPHA, default=1.0)}
     assumes = "each column depends on at most one other (a tree of pairwise dependencies)"
+    #: it learns a graph between the columns (``edges_``), scored against a known network's
+    has_structure = True
 
     def __init__(self, domain: CategoricalDomain, alpha: float = 1.0):
         super().__init__(domain, alpha=alpha)

@@ -13,6 +13,7 @@ from pmodel.plots._common import _new_figure, _prepare, _hspace, _save
 _BETTER = {
     "heldout_loglik": "higher is better",
     "kl_to_truth": "lower is better",
+    "kl_to_truth_estimate": "lower is better (a Monte-Carlo estimate)",
     "out_of_support_rate": "lower is better",
     "on_land_rate": "higher is better",
     "land_coverage": "closer to 1 is better",
@@ -130,6 +131,8 @@ def _bar_panel(ax, labels: list[str], values: np.ndarray, *, show_labels: bool) 
         x_hi = hi + 0.45 * span
     if np.isnan(values).any():
         x_hi = max(x_hi, 0.25 * span)  # "n/a" is written right of 0
+    if x_hi <= x_lo:  # every bar 0 (no held-out row out of support): a unit scale
+        x_hi = x_lo + 1.0
     y = np.arange(len(values))
     for yi, v in zip(y, values):
         if np.isfinite(v):

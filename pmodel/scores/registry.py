@@ -2,7 +2,8 @@
 
 A score declares its needs from a fixed vocabulary (:data:`NEEDS`): what kind of
 likelihood the model gives (``exact``, ``bound``), what is known of P_data
-(``truth``, ``truth:land``, ...), what the model offers (``encoder``, ``box``),
+(``truth``, ``truth:land``, ...), what the model offers (``encoder``, ``box``, ``structure``), whether P_data is summed over
+exactly or estimated by Monte Carlo (``truth:summed``, ``truth:sampled``),
 what the data is (``points``). A score whose needs do not hold is skipped, and
 the reason is returned beside the metrics, never silently dropped.
 
@@ -62,6 +63,23 @@ def _truth_is(name: str) -> Callable[[ScoreContext], str | None]:
     return check
 
 
+def _truth_summed(ctx) -> str | None:
+    if ctx.truth is None:
+        return "P_data is unknown (users' data)"
+    if getattr(ctx.truth, "enumerable", True):
+        return None
+    return (f"P_data has 10^{ctx.truth.network.log10_n_states:.1f} joint states, too many to sum over "
+            "(the limit is 10^7): estimated by Monte Carlo instead, under the _estimate names")
+
+
+def _truth_sampled(ctx) -> str | None:
+    if ctx.truth is None:
+        return "P_data is unknown (users' data)"
+    if getattr(ctx.truth, "enumerable", True):
+        return "P_data is summed over exactly: the exact value is recorded, no estimate is needed"
+    return None
+
+
 #: need -> check(ctx) returning None when it holds, else the reason it does not
 NEEDS: dict[str, Callable[[ScoreContext], str | None]] = {
     "exact": lambda c: None if _kind(c) == "exact" else
@@ -72,6 +90,12 @@ NEEDS: dict[str, Callable[[ScoreContext], str | None]] = {
     "truth:table": _truth_is("table"),
     "truth:renders": _truth_is("renders"),
     "truth:land": _truth_is("land"),
+    "truth:network": _truth_is("network"),
+    # exact sums over every possible example, or Monte Carlo where there are too many
+    "truth:summed": _truth_summed,
+    "truth:sampled": _truth_sampled,
+    "structure": lambda c: None if getattr(type(c.model), "has_structure", False) else
+    f"{c.model.name} learns no graph of dependencies between the columns (edges_)",
     "factors": lambda c: None if getattr(c.problem, "factors", None) and c.problem.factor_names else
     "the dataset's latent factors are unknown (only jars and pixels know theirs)",
     "encoder": lambda c: None if c.model.has_encoder else f"{c.model.name} has no latent space (encode)",

@@ -11,9 +11,17 @@ heldout_bits_per_dim(_in...)   images: -heldout_loglik / (n_pixels ln 2); lower 
 heldout_loglik_bound           a lower bound on heldout_loglik (ELBO, dequantised         bound
                                density on 8-bit pixels), never mixed with exact values
 heldout_bits_per_dim_bound     images: the bound in bits/dim (an upper bound)             bound
-entropy_truth                  H(P_data), exact                                           truth
-kl_to_truth                    KL(P_data || P_model), exact; lower is better              truth, exact
-kl_to_truth_bound              an upper bound on KL(P_data || P_model) from a bound       truth, bound
+entropy_truth                  H(P_data), exact                                           truth:summed
+kl_to_truth                    KL(P_data || P_model), exact; lower is better              truth:summed, exact
+kl_to_truth_bound              an upper bound on KL(P_data || P_model) from a bound       truth:summed, bound
+entropy_truth_estimate (_se)   H(P_data) by Monte Carlo, with its standard error, where   truth:sampled
+                               P_data has too many states to sum over (a network)
+kl_to_truth_estimate (_se)     KL(P_data || P_model) by Monte Carlo over draws from       truth:sampled, exact
+                               P_data, with its standard error
+kl_to_truth_bound_estimate     the same with a lower bound on log q: an estimate of an    truth:sampled, bound
+(_se)                          upper bound on the KL
+skeleton_recall,               networks: share of the true skeleton's edges the model's   truth:network,
+skeleton_precision             graph has; share of its edges that are true                structure
 valid_rate                     images: share of samples strictly valid (within half the   truth:renders
                                distance from their nearest render to its nearest other)
 n_valid_combinations           images: distinct valid renders the samples reach           truth:renders
@@ -84,22 +92,56 @@ def heldout_loglik_bound(ctx: ScoreContext) -> dict[str, float]:
     return out
 
 
-@score("entropy_truth", needs=("truth",))
+@score("entropy_truth", needs=("truth", "truth:summed"))
 def entropy_truth(ctx: ScoreContext) -> dict[str, float]:
     """H(P_data), exact."""
     return {"entropy_truth": ctx.truth.entropy()}
 
 
-@score("kl_to_truth", needs=("truth", "exact"))
+@score("kl_to_truth", needs=("truth", "exact", "truth:summed"))
 def kl_to_truth(ctx: ScoreContext) -> dict[str, float]:
     """KL(P_data || P_model), exact."""
     return {"kl_to_truth": ctx.truth.kl(ctx.model)}
 
 
-@score("kl_to_truth_bound", needs=("truth", "bound"))
+@score("kl_to_truth_bound", needs=("truth", "bound", "truth:summed"))
 def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
     """An upper bound on KL(P_data || P_model): the KL sum with a lower bound in place of log q."""
     return {"kl_to_truth_bound": ctx.truth.kl(ctx.model)}
+
+
+def _estimate(name: str, est) -> dict[str, float]:
+    return {name: est.value, f"{name}_se": est.se}
+
+
+@score("entropy_truth_estimate", needs=("truth:sampled",),
+       metrics=("entropy_truth_estimate", "entropy_truth_estimate_se"))
+def entropy_truth_estimate(ctx: ScoreContext) -> dict[str, float]:
+    """H(P_data) by Monte Carlo (P_data too large to sum over), with its standard error."""
+    return _estimate("entropy_truth_estimate", ctx.truth.entropy_estimate())
+
+
+@score("kl_to_truth_estimate", needs=("truth:sampled", "exact"),
+       metrics=("kl_to_truth_estimate", "kl_to_truth_estimate_se"))
+def kl_to_truth_estimate(ctx: ScoreContext) -> dict[str, float]:
+    """KL(P_data || P_model) by Monte Carlo over draws from P_data, with its standard error."""
+    return _estimate("kl_to_truth_estimate", ctx.truth.kl_estimate(ctx.model))
+
+
+@score("kl_to_truth_bound_estimate", needs=("truth:sampled", "bound"),
+       metrics=("kl_to_truth_bound_estimate", "kl_to_truth_bound_estimate_se"))
+def kl_to_truth_bound_estimate(ctx: ScoreContext) -> dict[str, float]:
+    """An upper bound on the KL, estimated by Monte Carlo (a lower bound in place of log q)."""
+    return _estimate("kl_to_truth_bound_estimate", ctx.truth.kl_estimate(ctx.model))
+
+
+@score("skeleton", needs=("truth:network", "structure"),
+       metrics=("skeleton_recall", "skeleton_precision"))
+def skeleton(ctx: ScoreContext) -> dict[str, float]:
+    """The model's graph against the network's, directions ignored: recall and precision."""
+    from pmodel.scores.structure import skeleton_scores
+
+    return skeleton_scores(ctx.truth.skeleton, ctx.model.edges_)
 
 
 @score("truth_sample_scores", needs=("truth",),

@@ -1,8 +1,11 @@
-"""Scores against an exact P_data: entropy and KL divergence (tables and the land map)."""
+"""Scores against a known P_data: entropy and KL divergence, exact (tables, the land map, a
+network's joint table in chunks) or estimated by Monte Carlo with their standard error."""
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -159,3 +162,86 @@ def kl_land(truth: LandData, log_density: Callable[[np.ndarray], np.ndarray], *,
         # all while scikit-learn's neighbour searches run); numpy's sum uses no threads
         total += float(np.sum((band[r, c] / A) * (log_p - lq)))
     return total
+
+
+# ---------------------------------------------------------------------------
+# Tables too large to hold at once: exact sums in chunks
+# ---------------------------------------------------------------------------
+
+def entropy_by_chunks(log_p_chunks: Iterable[np.ndarray]) -> float:
+    """Entropy of a distribution given as chunks of ``log p`` over all of its cells, nats.
+
+    ``H = -sum_{x: p(x) > 0} p(x) log p(x)``, summed chunk by chunk (cells with p = 0 add
+    nothing). The chunks together must cover every cell once; their probabilities must sum to 1.
+    """
+    total, mass = 0.0, 0.0
+    for lp in log_p_chunks:
+        lp = np.asarray(lp, dtype=np.float64)
+        pos = lp > -np.inf
+        p = np.exp(lp[pos])
+        total -= float(np.sum(p * lp[pos]))
+        mass += float(np.sum(p))
+    if abs(mass - 1.0) > 1e-9:
+        raise ValueError(f"the probabilities sum to {mass!r}, not 1: not every cell was given once")
+    return total
+
+
+def kl_by_chunks(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """KL(P || Q) over a table given as chunks of ``(log p, log q)`` on the same cells, nats.
+
+    ``KL = sum_{x: p(x) > 0} p(x) (log p(x) - log q(x))``: exact, as :func:`kl_categorical`,
+    without holding the table; +inf as soon as q = 0 where p > 0.
+    """
+    total, mass = 0.0, 0.0
+    for lp, lq in chunks:
+        lp, lq = np.asarray(lp, dtype=np.float64), np.asarray(lq, dtype=np.float64)
+        if lq.shape != lp.shape:
+            raise ValueError(f"log q must have the shape of log p, {lp.shape}; got {lq.shape}")
+        if np.isnan(lq).any() or (lq == np.inf).any():
+            raise ValueError("log q must be finite or -inf (no NaN, no +inf)")
+        pos = lp > -np.inf
+        if (lq[pos] == -np.inf).any():
+            return float("inf")
+        p = np.exp(lp[pos])
+        total += float(np.sum(p * (lp[pos] - lq[pos])))
+        mass += float(np.sum(p))
+    if abs(mass - 1.0) > 1e-9:
+        raise ValueError(f"the probabilities of P sum to {mass!r}, not 1: not every cell was given once")
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Monte Carlo: means of draws from P_data, with their standard error
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte-Carlo estimate: the mean of ``n`` independent terms and its standard error
+    ``se = sd / sqrt(n)`` (sd with n - 1 degrees of freedom)."""
+
+    value: float
+    se: float
+    n: int
+
+
+def mc_mean(terms) -> Estimate:
+    """The mean of i.i.d. terms and its standard error.
+
+    A term of +inf (a draw from P_data that the model gives probability 0) makes the estimate
+    +inf with standard error 0: one such draw proves the KL infinite.
+
+    Examples
+    --------
+    >>> mc_mean([1.0, 2.0, 3.0])
+    Estimate(value=2.0, se=0.5773502691896258, n=3)
+    """
+    t = np.asarray(terms, dtype=np.float64).ravel()
+    if t.size < 2:
+        raise ValueError(f"a Monte-Carlo mean needs at least 2 terms, got {t.size}")
+    if np.isnan(t).any():
+        raise ValueError("a Monte-Carlo term is NaN: check the model's log_prob")
+    if (t == np.inf).any():
+        return Estimate(math.inf, 0.0, int(t.size))
+    if (t == -np.inf).any():
+        raise ValueError("a Monte-Carlo term is -inf: a draw the truth itself calls impossible")
+    return Estimate(float(t.mean()), float(t.std(ddof=1) / math.sqrt(t.size)), int(t.size))
