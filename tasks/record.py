@@ -248,7 +248,7 @@ def child_description(result: RunResult, name: str, kind: str, n_train: int | No
 
 
 def _csv_columns(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM is no part of a name
         return next(csv.reader(f), [])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pmodel.datasets import fashion, images, land, user
 
@@ -63,3 +64,119 @@ def test_train_and_heldout_with_other_columns_are_refused_naming_both(tmp_path):
     assert problem.schema.columns == (("colour", ("blue", "green", "red")),
                                       ("shape", ("round", "square")))
     np.testing.assert_array_equal(problem.heldout, [[1, 0]])
+
+
+# ---------------------------------------------------------------------------
+# Real-world encodings: every label is read exactly as written
+# ---------------------------------------------------------------------------
+# Each case: a training CSV (bytes, as a user's tool writes it) and, for some, a
+# held-out CSV. The oracle is Python's csv module on the same bytes (utf-8-sig:
+# a byte order mark is no part of the first name), not pandas.
+
+ENCODINGS = {
+    "true_false": (b"ANAPHYLAXIS,SEX\nTRUE,F\nFALSE,M\nTRUE,M\nFALSE,F\n", None),
+    "yes_no": (b"smoker,asthma\nyes,no\nno,no\nyes,yes\nno,yes\n", None),
+    "zero_one_two": (b"Age,Flag\n0,1\n1,0\n2,1\n0,0\n", None),
+    "leading_zeros": (b"code,region\n01,1\n1,01\n001,1\n10,01\n", None),
+    "spaces": (b"colour,size\nlight blue, small\n light blue,small \nlight blue,small\n", None),
+    "quotes_and_commas": (b'city,remark\n"Washington, D.C.","said ""no"""\n"Paris","a, b"\n'
+                          b'Paris,"said ""no"""\n', None),
+    "na_is_a_label": (b"answer,other\nNA,N/A\nyes,NaN\nNA,null\nno,None\n", None),
+    "dates_and_decimals": (b"day,dose\n2024-01-02,1.0\n2024-01-02,1\n02/01/2024,1e3\n", None),
+    "bom": ("\ufeffgroup,outcome\nA,x\nB,y\nA,y\n".encode("utf-8"), None),
+    "crlf": (b"group,outcome\r\nA,x\r\nB,y\r\nA,y\r\n", None),
+    "heldout_columns_reordered": (b"Age,Smoker\n0,TRUE\n1,FALSE\n2,TRUE\n",
+                                  b"Smoker,Age\nFALSE,2\nTRUE,0\n"),
+}
+
+
+def _csv_rows(data: bytes) -> tuple[list[str], list[list[str]]]:
+    """Header and rows as the csv module reads them: the labels as written."""
+    import csv
+    import io
+
+    header, *rows = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    return header, rows
+
+
+def _write_case(tmp_path, name):
+    train_bytes, heldout_bytes = ENCODINGS[name]
+    train = tmp_path / f"{name}-train.csv"
+    train.write_bytes(train_bytes)
+    heldout = None
+    if heldout_bytes is not None:
+        heldout = tmp_path / f"{name}-heldout.csv"
+        heldout.write_bytes(heldout_bytes)
+    return train, heldout
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_labels_are_loaded_exactly_as_written_and_codes_round_trip(name, tmp_path):
+    from pmodel.problems import load_user
+
+    train, heldout = _write_case(tmp_path, name)
+    before = {p: p.read_bytes() for p in (train, heldout) if p is not None}
+    problem = load_user("mine", "categorical", train, heldout)
+    header, rows = _csv_rows(before[train])
+    assert problem.schema.names == header          # no BOM on the first name
+    expected = {name: sorted({row[j] for row in rows}) for j, name in enumerate(header)}
+    if heldout is not None:
+        h_header, h_rows = _csv_rows(before[heldout])
+        for j, c in enumerate(h_header):
+            expected[c] = sorted(set(expected[c]) | {row[j] for row in h_rows})
+    assert {c: list(cats) for c, cats in problem.schema.columns} == expected
+    # with a held-out file the split is the files; the training codes give back the rows
+    back = problem.schema.from_codes(problem.train if heldout is not None
+                                     else np.concatenate([problem.train, problem.heldout]))
+    got = sorted(map(tuple, back[header].to_numpy().tolist()))
+    assert got == sorted(map(tuple, rows))
+    if heldout is not None:
+        h_header, h_rows = _csv_rows(before[heldout])
+        assert problem.schema.from_codes(problem.heldout)[h_header].to_numpy().tolist() == h_rows
+    for path, data in before.items():
+        assert path.read_bytes() == data               # the input is never modified
+
+
+def test_codes_with_leading_zeros_are_different_categories(tmp_path):
+    train, _ = _write_case(tmp_path, "leading_zeros")
+    schema = user.infer_schema(train)
+    assert dict(schema.columns) == {"code": ("001", "01", "1", "10"), "region": ("01", "1")}
+    X = user.load_categorical_csv(train, schema)
+    assert X[:, 0].tolist() == [1, 2, 0, 3]           # 01, 1, 001, 10: four labels, four codes
+
+
+def test_the_issue_s_table_fits_where_it_failed(tmp_path):
+    """Issue 17: validation passed, then every fit failed (np.False_ / np.int64(0) not in
+    ['TRUE', 'FALSE'] / ['0', '1', '2'])."""
+    from pmodel.evaluate import run_family
+    from pmodel.problems import load_user
+
+    path = tmp_path / "survey.csv"
+    path.write_bytes(b"ANAPHYLAXIS,Age\n" + b"".join(
+        f"{'TRUE' if i % 3 == 0 else 'FALSE'},{i % 3}\n".encode() for i in range(30)))
+    problem = load_user("survey", "categorical", path)
+    assert dict(problem.schema.columns) == {"ANAPHYLAXIS": ("FALSE", "TRUE"),
+                                            "Age": ("0", "1", "2")}
+    result = run_family("naive_bayes", {"alpha": 1.0}, problem, n_samples=20, seed=0)
+    assert np.isfinite(result.metrics["heldout_loglik"])
+    rows = problem.schema.from_codes(result.samples)
+    assert set(rows["ANAPHYLAXIS"]) <= {"TRUE", "FALSE"} and set(rows["Age"]) <= {"0", "1", "2"}
+
+
+def test_a_schema_yaml_keeps_its_labels_as_written(tmp_path):
+    """YAML would read yes as True, TRUE as True and 01 as the integer 1: the schema file is
+    read without that guessing, so unquoted labels mean what they say."""
+    from pmodel.datasets.schema import CategoricalSchema
+
+    path = tmp_path / "schema.yaml"
+    path.write_text("columns:\n  smoker: [yes, no]\n  flag: [TRUE, FALSE]\n  code: [01, 1, 1.0]\n"
+                    "  answer: [NA, null, ~, '007']\n")
+    schema = CategoricalSchema.from_yaml(path)
+    assert dict(schema.columns) == {"smoker": ("yes", "no"), "flag": ("TRUE", "FALSE"),
+                                    "code": ("01", "1", "1.0"), "answer": ("NA", "null", "~", "007")}
+    schema.to_yaml(tmp_path / "again.yaml")
+    assert CategoricalSchema.from_yaml(tmp_path / "again.yaml") == schema
+    data = tmp_path / "rows.csv"
+    data.write_bytes(b"smoker,flag,code,answer\nyes,TRUE,01,NA\nno,FALSE,1.0,007\n")
+    np.testing.assert_array_equal(user.load_categorical_csv(data, path),
+                                  [[0, 0, 0, 0], [1, 1, 2, 3]])
