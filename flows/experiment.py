@@ -184,6 +184,15 @@ class _Branch:
     score: Any
 
 
+def data_key(ingested: Ingested) -> str:
+    """What a dataset's problem is made of: its files' digest and, for a user's files, the
+    options that change how they are read and split (``missing``, ``heldout_fraction``, ...)."""
+    if ingested.builtin:
+        return ingested.digest
+    options = {k: v for k, v in ingested.spec.items() if k not in ("train", "heldout", "schema_file")}
+    return cache_key(ingested.digest, sorted(options.items()))
+
+
 def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> list[_Branch]:
     """Split every valid dataset, then fit, sample and score every (dataset, family)
     concurrently on the task runner; wait for all. Each step caches on a key of its
@@ -194,7 +203,8 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         # recompute on --refresh, and whenever the step's output file is missing or corrupt
         return {"refresh_cache": True} if refresh or must_recompute(step, key) else {}
 
-    split_keys = {name: cache_key("split", ing.digest, config.seed, version, dataset_version(ing.builtin))
+    data_keys = {name: data_key(ing) for name, ing in ingested.items()}
+    split_keys = {name: cache_key("split", data_keys[name], config.seed, version, dataset_version(ing.builtin))
                   for name, ing in ingested.items()}
     splits = {name: split_dataset.with_options(**options("split", split_keys[name])).submit(
         ing, config.seed, key=split_keys[name]) for name, ing in ingested.items()}
@@ -205,7 +215,7 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         kind = ingested[dataset].kind
         params = config.params_for(spec, kind)
         label = spec.display(kind)
-        fit_key = cache_key("fit", ingested[dataset].digest, config.seed, spec.family, params,
+        fit_key = cache_key("fit", data_keys[dataset], config.seed, spec.family, params,
                             version, family_version(spec.family, kind))
         sample_key = cache_key("sample", fit_key, config.n_samples_for(dataset), config.seed)
         score_key = cache_key("score", sample_key)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pmodel.datasets.build import BuildConfig
 from pmodel.datasets.registry import dataset_names, get_dataset
+from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_POLICIES
 from pmodel.families import check_hyperparameters, family_class, family_names, kinds_served
 from pmodel.families.domains import DOMAINS
 
@@ -86,20 +87,27 @@ class BuiltinDataset(_Strict):
 
 class UserDataset(_Strict):
     """A user's files. ``heldout`` is optional: without it, ``heldout_fraction`` of
-    ``train`` is held out (a seeded split)."""
+    ``train`` is held out (a seeded split). Categorical data only: ``missing`` says
+    what an empty cell is (``error``: refused, naming the lines; ``category``: the
+    category ``<missing>``), ``max_categories`` the most distinct values a column
+    may have when no ``schema`` declares them (more is likely an ID or free text)."""
 
     kind: Literal["categorical", "image", "points"]
     train: Path
     heldout: Path | None = None
     heldout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     schema_file: Path | None = Field(default=None, alias="schema")
+    missing: Literal[MISSING_POLICIES] = "error"
+    max_categories: Annotated[int, Field(ge=2)] = MAX_CATEGORIES
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _schema_only_for_tables(self):
-        if self.schema_file is not None and self.kind != "categorical":
-            raise ValueError(f"'schema' applies to categorical data only, not {self.kind!r}")
+    def _tables_only(self):
+        for key, field in (("schema", "schema_file"), ("missing", "missing"),
+                           ("max_categories", "max_categories")):
+            if field in self.model_fields_set and self.kind != "categorical":
+                raise ValueError(f"{key!r} applies to categorical data only, not {self.kind!r}")
         return self
 
 

@@ -180,3 +180,117 @@ def test_a_schema_yaml_keeps_its_labels_as_written(tmp_path):
     data.write_bytes(b"smoker,flag,code,answer\nyes,TRUE,01,NA\nno,FALSE,1.0,007\n")
     np.testing.assert_array_equal(user.load_categorical_csv(data, path),
                                   [[0, 0, 0, 0], [1, 1, 2, 3]])
+
+
+# ---------------------------------------------------------------------------
+# Missing values, the category limit and constant columns when loading
+# ---------------------------------------------------------------------------
+
+def test_empty_cells_are_refused_by_default_naming_file_column_lines_and_count(tmp_path):
+    from pmodel.problems import load_user
+
+    path = tmp_path / "survey.csv"
+    rows = "".join(f"{'' if i % 3 == 0 else 'yes'},{i % 2}\n" for i in range(20))
+    path.write_text("smoker,Age\n" + rows)
+    with pytest.raises(ValueError) as info:
+        load_user("survey", "categorical", path)
+    message = str(info.value)
+    assert str(path) in message and "'smoker'" in message
+    assert "7 empty cells (lines 2, 5, 8, 11, 14 and 2 more)" in message
+    assert "missing: category" in message and "'Age'" not in message
+
+
+def test_missing_category_reads_an_empty_cell_as_a_category_of_its_own(tmp_path):
+    from pmodel.problems import load_user
+
+    train, heldout = tmp_path / "train.csv", tmp_path / "heldout.csv"
+    train.write_text("smoker,sex\nyes,F\n,M\nno,F\nyes,\n")
+    heldout.write_text("sex,smoker\nM,\nF,no\n")
+    before = train.read_bytes(), heldout.read_bytes()
+    problem = load_user("survey", "categorical", train, heldout, missing="category")
+    assert dict(problem.schema.columns) == {"smoker": ("<missing>", "no", "yes"),
+                                            "sex": ("<missing>", "F", "M")}
+    back = problem.schema.from_codes(problem.train)
+    assert back.to_numpy().tolist() == [["yes", "F"], ["<missing>", "M"], ["no", "F"],
+                                        ["yes", "<missing>"]]
+    assert problem.schema.from_codes(problem.heldout).to_numpy().tolist() == [
+        ["<missing>", "M"], ["no", "F"]]
+    assert (train.read_bytes(), heldout.read_bytes()) == before
+
+
+def test_a_likely_id_column_is_refused_at_load_with_what_to_do(tmp_path):
+    from pmodel.problems import load_user
+
+    path = tmp_path / "patients.csv"
+    path.write_text("patient_id,smoker\n" + "".join(f"P{i},{i % 2}\n" for i in range(30)))
+    with pytest.raises(ValueError) as info:
+        load_user("patients", "categorical", path, max_categories=20)
+    message = str(info.value)
+    assert str(path) in message and "'patient_id' has 30 distinct values" in message
+    assert "max_categories (20)" in message and "Drop the column" in message
+    assert load_user("patients", "categorical", path, max_categories=30).schema.shape == (30, 2)
+
+
+def test_a_constant_column_is_kept_and_noted(tmp_path):
+    from pmodel.problems import load_user
+
+    path = tmp_path / "site.csv"
+    path.write_text("site,smoker\n" + "".join(f"A,{'yes' if i % 2 else 'no'}\n" for i in range(10)))
+    problem = load_user("mine", "categorical", path)
+    assert problem.schema.shape == (1, 2)
+    assert any("'site' has one value only ('A' in all 10 rows)" in n for n in problem.notes)
+    assert not any("'smoker'" in n for n in problem.notes)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_each_encoding_passes_validation_as_written(name, tmp_path, monkeypatch):
+    """The `pmodel validate` path: inferred categories, and a hand-written schema YAML with the
+    labels unquoted (as a user writes them) both accept the file as written."""
+    from tasks.validation import validate, validate_heldout_against_train
+
+    monkeypatch.setenv("PMODEL_HOME", str(tmp_path / "home"))
+    train, heldout = _write_case(tmp_path, name)
+    before = train.read_bytes()
+    header, rows = _csv_rows(before)
+    report = validate("categorical", train)
+    assert report.success, report.summary()
+    counts = ", ".join(f"{c} ({len({r[j] for r in rows})})" for j, c in enumerate(header))
+    assert f"categories per column: {counts}" in report.notes
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("columns:\n" + "".join(
+        f"  {_yaml_key(c)}: [{', '.join(_yaml_flow(v) for v in sorted({r[j] for r in rows}))}]\n"
+        for j, c in enumerate(header)))
+    report = validate(str(schema), train)
+    assert report.success, report.summary()
+    if heldout is not None:
+        assert validate_heldout_against_train("categorical", train, heldout).success
+    assert train.read_bytes() == before
+
+
+def _yaml_flow(label: str) -> str:
+    """A label in a YAML flow list: plain when YAML's syntax allows (so TRUE, yes and 01 are
+    written unquoted, as a user would), else single-quoted."""
+    plain = label and label == label.strip() and not any(ch in label for ch in ",[]{}#&*!|>'\"%@`:")
+    return label if plain else "'" + label.replace("'", "''") + "'"
+
+
+def _yaml_key(name: str) -> str:
+    return _yaml_flow(name)
+
+
+def test_the_missing_policy_is_part_of_the_cache_keys(tmp_path):
+    """A cached split, fit or validation of the same bytes read under another policy would be
+    wrong: the policy is in every key that depends on how the files are read."""
+    from flows.experiment import data_key
+    from tasks.steps import ingest_dataset, validation_key
+
+    path = tmp_path / "survey.csv"
+    path.write_text("smoker,sex\nyes,F\n,M\n")
+    spec = {"kind": "categorical", "train": str(path), "heldout": None, "heldout_fraction": 0.2,
+            "schema_file": None, "missing": "error", "max_categories": 100}
+    keys = []
+    for change in ({}, {"missing": "category"}, {"max_categories": 5}, {"heldout_fraction": 0.3}):
+        ingested = ingest_dataset.fn("mine", {**spec, **change}, None)
+        keys.append((data_key(ingested), validation_key(ingested, "categorical")))
+    assert len({k[0] for k in keys}) == 4
+    assert len({k[1] for k in keys[:3]}) == 3   # the split fraction is no validation rule
