@@ -125,6 +125,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
         return EXIT_FAILED
     print(leaderboard(outcome))
+    skipped = [r for r in outcome.results if r.skip]
+    if skipped:  # neither a success nor a failure: said, and the exit code is not changed
+        print(f"\n{len(skipped)} fit(s) skipped, the family cannot hold the data (not a failure):")
+        for r in skipped:
+            print(f"--- {r.dataset} / {r.label}: {r.skip}")
     timings = outcome.timings
     total = time.perf_counter() - started
     phases = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())

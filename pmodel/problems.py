@@ -173,6 +173,13 @@ class LazyTruth:
         return f"LazyTruth({self._lazy_dataset!r})"
 
 
+def problem_domain(path: Path) -> Domain:
+    """The domain of a saved problem, read from its metadata alone (no arrays)."""
+    with np.load(Path(path), allow_pickle=False) as arrays:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+    return domain_from_dict(meta["domain"])
+
+
 def load_problem(path: Path) -> Problem:
     """Inverse of :func:`save_problem`; built-in problems get their truth back
     (a :class:`LazyTruth`, made when first used).

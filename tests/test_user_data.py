@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -294,3 +298,115 @@ def test_the_missing_policy_is_part_of_the_cache_keys(tmp_path):
         keys.append((data_key(ingested), validation_key(ingested, "categorical")))
     assert len({k[0] for k in keys}) == 4
     assert len({k[1] for k in keys[:3]}) == 3   # the split fraction is no validation rule
+
+
+# ---------------------------------------------------------------------------
+# The real flow on users' tables (Prefect's test harness, an MLflow SQLite store)
+# ---------------------------------------------------------------------------
+
+USERS_EXPERIMENT = """
+name: users-tables
+seed: 0
+n_samples: 60
+datasets:
+  survey: {{kind: categorical, train: {survey}, heldout: {survey_heldout}}}
+  wide: {{kind: categorical, train: {wide}, missing: category}}
+families:
+  - family: box
+  - family: naive_bayes
+    params: {{alpha: 1.0}}
+  - family: multinomial
+    params: {{alpha: 1.0}}
+  - family: chow_liu
+    params: {{alpha: 1.0}}
+"""
+
+
+def _survey_bytes(n: int, seed: int, order=("ANAPHYLAXIS", "Age", "region")) -> bytes:
+    """A medical-survey table as Excel writes it: a BOM, CRLF line ends, TRUE/FALSE, 0/1/2
+    and codes with leading zeros."""
+    rng = np.random.default_rng(seed)
+    rows = {"ANAPHYLAXIS": rng.choice(["TRUE", "FALSE"], n), "Age": rng.choice(["0", "1", "2"], n),
+            "region": rng.choice(["01", "1", "10"], n)}
+    lines = [",".join(order)] + [",".join(rows[c][i] for c in order) for i in range(n)]
+    return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
+
+
+def _wide_bytes(n: int, n_columns: int, seed: int) -> bytes:
+    """A wide questionnaire: yes/no/NA answers and some empty cells."""
+    rng = np.random.default_rng(seed)
+    answers = rng.choice(["yes", "no", "NA", ""], size=(n, n_columns), p=[0.45, 0.4, 0.1, 0.05])
+    lines = [",".join(f"q{j:02d}" for j in range(n_columns))] + [",".join(r) for r in answers]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def users_run(prefect_harness, tmp_path_factory):
+    from flows.experiment import run_experiment
+
+    d = tmp_path_factory.mktemp("users")
+    files = {"survey": _survey_bytes(120, 0),
+             "survey_heldout": _survey_bytes(40, 1, order=("region", "ANAPHYLAXIS", "Age")),
+             "wide": _wide_bytes(150, 40, 2)}
+    for name, data in files.items():
+        (d / f"{name}.csv").write_bytes(data)
+    path = d / "users.yaml"
+    path.write_text(USERS_EXPERIMENT.format(**{k: d / f"{k}.csv" for k in files}))
+    store = "sqlite:///" + str(d / "mlflow.db")
+    state = run_experiment(str(path), tracking_uri=store, return_state=True)
+    return state, state.result(raise_on_failure=False), store, d, files
+
+
+def test_the_flow_fits_users_tables_as_written_and_records_them(users_run):
+    from mlflow.tracking import MlflowClient
+
+    state, outcome, store, d, files = users_run
+    assert state.is_completed(), state.message      # a skipped pair is not a failure
+    assert outcome.failures == {}
+    client = MlflowClient(tracking_uri=store)
+    children = client.search_runs([outcome.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
+    fitted = {(c.data.tags["dataset"], c.data.tags["family"]): c for c in children}
+    assert set(fitted) == {("survey", f) for f in ("box", "naive_bayes", "multinomial", "chow_liu")} | {
+        ("wide", f) for f in ("box", "naive_bayes", "chow_liu")}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert math.isfinite(child.data.metrics["heldout_loglik"]), child.data.tags["label"]
+    # the model's schema holds the labels as written, and samples come back as those labels
+    survey_nb = fitted[("survey", "naive_bayes")]
+    schema = json.loads(Path(client.download_artifacts(survey_nb.info.run_id, "model/schema.json",
+                                                       str(d))).read_text())
+    assert schema["columns"] == {"ANAPHYLAXIS": ["FALSE", "TRUE"], "Age": ["0", "1", "2"],
+                                 "region": ["01", "1", "10"]}
+    wide_nb = fitted[("wide", "naive_bayes")]
+    wide_schema = json.loads(Path(client.download_artifacts(wide_nb.info.run_id, "model/schema.json",
+                                                            str(d / "w"))).read_text())
+    assert len(wide_schema["columns"]) == 40
+    assert all(set(cats) <= {"yes", "no", "NA", "<missing>"} for cats in wide_schema["columns"].values())
+    assert "<missing>" in wide_schema["columns"]["q00"]
+    for name, data in files.items():
+        assert (d / f"{name}.csv").read_bytes() == data
+
+
+def test_a_family_that_cannot_hold_a_wide_table_is_skipped_with_its_reason(users_run):
+    from mlflow.tracking import MlflowClient
+
+    from pmodel.leaderboard import as_text
+
+    state, outcome, store, d, _ = users_run
+    (skipped,) = [r for r in outcome.results if r.skip]
+    assert (skipped.dataset, skipped.family) == ("wide", "multinomial")
+    assert "cells" in skipped.skip and "multinomial holds in memory" in skipped.skip
+    assert skipped.run_id is None and skipped.error is None and not skipped.metrics
+    assert outcome.fit_states["wide/multinomial alpha=1.0"] == "Skipped"
+    parent = MlflowClient(tracking_uri=store).get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert "wide/multinomial alpha=1.0: the full joint table" in parent.data.tags["skipped"]
+    assert parent.data.metrics["n_skipped"] == 1 and parent.data.metrics["n_failed"] == 0
+    assert parent.data.metrics["n_runs"] == 7
+    text = Path(MlflowClient(tracking_uri=store).download_artifacts(
+        outcome.parent_run_id, "skipped-fits.txt", str(d))).read_text()
+    assert text.startswith("wide/multinomial alpha=1.0: skipped, the full joint table")
+    assert "Skipped (not fitted" in parent.data.tags["mlflow.note.content"]
+    board = as_text(list(outcome.results))
+    assert "multinomial alpha=1.0              SKIPPED: the full joint table" in board
