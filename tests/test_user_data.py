@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pmodel.datasets import fashion, images, land, user
+from pmodel.datasets.schema import CategoricalSchema
 
 
 def test_categorical_csv_with_schema_keeps_the_schemas_order(tmp_path):
@@ -410,3 +412,74 @@ def test_a_family_that_cannot_hold_a_wide_table_is_skipped_with_its_reason(users
     assert "Skipped (not fitted" in parent.data.tags["mlflow.note.content"]
     board = as_text(list(outcome.results))
     assert "multinomial alpha=1.0              SKIPPED: the full joint table" in board
+
+
+# ---------------------------------------------------------------------------
+# The sample-memory limit holds for users' data, refused when the config loads
+# ---------------------------------------------------------------------------
+
+def _user_experiment(tmp_path, datasets: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"name: mine\ndatasets:\n{datasets}families:\n  - family: naive_bayes\n")
+    return path
+
+
+def test_too_many_samples_of_a_users_table_are_refused_when_the_config_loads(tmp_path):
+    from pmodel.config import MAX_SAMPLE_BYTES, ConfigError, load_experiment
+
+    (tmp_path / "five.csv").write_text("a,b,c,d,e\n1,2,3,4,5\n")
+    path = _user_experiment(tmp_path, "  five: {kind: categorical, train: five.csv}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, ["n_samples=100000000"])
+    message = str(info.value)
+    most = MAX_SAMPLE_BYTES // (5 * 8)
+    assert "n_samples: 100000000 samples of 'five' (5 values each: 5 columns in" in message
+    assert "3.7 GiB" in message and f"at most {most} for this dataset" in message
+    assert load_experiment(path, [f"n_samples={most}"]).n_samples == most
+    # a schema file gives the count; a file not there yet is left to ingest
+    CategoricalSchema((("a", ("1",)), ("b", ("2",)))).to_yaml(tmp_path / "two.yaml")
+    two = _user_experiment(tmp_path, "  two: {kind: categorical, train: five.csv, schema: two.yaml}\n")
+    assert load_experiment(two, ["n_samples=100000000"]).n_samples == 100_000_000   # 1.5 GiB
+    gone = _user_experiment(tmp_path, "  gone: {kind: categorical, train: nowhere.csv}\n")
+    assert load_experiment(gone, ["n_samples=100000000"]).n_samples == 100_000_000
+
+
+def test_too_many_samples_of_a_users_images_are_refused(tmp_path):
+    from pmodel.config import ConfigError, load_experiment
+
+    images.write_png_folder(np.zeros((2, 32, 32), dtype=np.uint8), tmp_path / "imgs")
+    path = _user_experiment(tmp_path, "  imgs: {kind: image, train: imgs}\n")
+    with pytest.raises(ConfigError, match=r"300000 samples of 'imgs' \(1024 values each: 32x32 "
+                                          r"pixels.*at most 262144"):
+        load_experiment(path, ["n_samples=300000"])
+    points = _user_experiment(tmp_path, "  places: {kind: points, train: places.csv}\n")
+    assert load_experiment(points, ["n_samples=100000000"]).n_samples == 100_000_000  # 1.5 GiB
+
+
+def test_pmodel_run_refuses_it_at_once_with_exit_code_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "five.csv").write_text("a,b,c,d,e\n1,2,3,4,5\n")
+    path = _user_experiment(tmp_path, "  five: {kind: categorical, train: five.csv}\n")
+    env = {**os.environ, "PMODEL_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(path), "--set",
+                             "n_samples=100000000"], cwd=Path(__file__).resolve().parents[1],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "samples of 'five'" in result.stderr and "over the limit of 2 GiB" in result.stderr
+    assert not (tmp_path / "home" / "mlruns").exists()   # nothing started
+
+
+@pytest.mark.parametrize("entry,fragment", [
+    ("{kind: categorical, train: a.csv, missing: drop}", "mine.missing: Input should be 'error' or 'category'"),
+    ("{kind: categorical, train: a.csv, max_categories: 1}", "mine.max_categories: Input should be greater than or equal to 2"),
+    ("{kind: points, train: a.csv, missing: category}", "'missing' applies to categorical data only"),
+    ("{kind: image, train: imgs, max_categories: 50}", "'max_categories' applies to categorical data only"),
+])
+def test_the_table_options_are_checked_when_the_config_loads(entry, fragment, tmp_path):
+    from pmodel.config import ConfigError, load_experiment
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_experiment(_user_experiment(tmp_path, f"  mine: {entry}\n"))

@@ -143,6 +143,34 @@ def constant_columns(schema: CategoricalSchema, X: np.ndarray) -> list[str]:
 # Images and points
 # ---------------------------------------------------------------------------
 
+def values_per_example(kind: str, train: Path | str, schema: Path | str | None = None
+                       ) -> tuple[int, str] | None:
+    """How many values one example of a user's dataset has, and where that count comes
+    from: a categorical CSV's columns (its schema's, else its header's), an image's pixels
+    (the first PNG of the folder), a point's 2. None when the file cannot be read (yet):
+    ingest and validation say why."""
+    train = Path(train)
+    try:
+        if kind == "points":
+            return 2, "lon, lat"
+        if kind == "categorical":
+            if schema is not None:
+                n = len(CategoricalSchema.from_yaml(schema).names)
+                return n, f"{n} columns in {schema}"
+            n = len(pd.read_csv(train, dtype="string", nrows=0).columns)
+            return n, f"{n} columns in {train}"
+        if kind == "image":
+            from PIL import Image
+
+            first = min(p for p in train.iterdir() if p.suffix == ".png")
+            with Image.open(first) as image:
+                width, height = image.size
+            return width * height, f"{width}x{height} pixels, as {first}"
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    return None
+
+
 def load_image_folder(folder: Path | str) -> tuple[list[str], np.ndarray]:
     """A folder of same-sized 8-bit grayscale PNGs: (names, X of shape (n, h, w) uint8)."""
     return images.read_png_folder(folder)
