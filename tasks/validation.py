@@ -39,7 +39,7 @@ import pandas as pd
 from pmodel.datasets import fashion
 from pmodel.datasets.registry import dataset_names, get_dataset
 from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_LABEL, MISSING_POLICIES, CategoricalSchema
-from pmodel.datasets.user import fill_missing
+from pmodel.datasets.user import fill_missing, header_problem
 from pmodel.errors import DataValidationError
 from pmodel.paths import reports_dir
 
@@ -275,7 +275,7 @@ def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None,
                                                  schema is not None or max_categories == MAX_CATEGORIES))
                      if not default)
     check = _Check(path, kind, label, notes, report_dir)
-    if check.expect_file():
+    if check.expect_file() and check.expect_named_columns():
         distinct: dict[str, _Distinct] = {}
         for df in check.read_csv_chunks(fashion.read_csv):
             filled = fill_missing(df, "category") if missing == "category" else df
@@ -664,6 +664,14 @@ class _Check:
         else:
             return True
         return False
+
+    def expect_named_columns(self) -> bool:
+        """A CSV's header names every column, once (pandas would rename silently)."""
+        problem = header_problem(self.path)
+        if problem is not None:
+            self._fail_read("every column must have a name, used once (the header line)", problem)
+            return False
+        return True
 
     def expect_folder(self) -> bool:
         if not self.path.exists():

@@ -237,6 +237,17 @@ def test_a_likely_id_column_is_refused_at_load_with_what_to_do(tmp_path):
     assert load_user("patients", "categorical", path, max_categories=30).schema.shape == (30, 2)
 
 
+def test_a_header_pandas_would_rename_is_refused_at_load(tmp_path):
+    from pmodel.problems import load_user
+
+    path = tmp_path / "export.csv"
+    path.write_text("smoker,age,smoker,\nyes,1,no,\n")
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path}: every column must have a name, used once: column 4 of 4 has no name "
+            "(a trailing comma?); 'smoker' names 2 columns")):
+        load_user("export", "categorical", path)
+
+
 def test_a_constant_column_is_kept_and_noted(tmp_path):
     from pmodel.problems import load_user
 

@@ -374,6 +374,18 @@ def _free_text_over_a_lower_limit(d):
         "max_categories": 5}
 
 
+def _a_column_name_used_twice(d):
+    data = _write_text(d, "export.csv", "smoker,age,smoker\nyes,1,no\n")
+    return "categorical", data, ["every column must have a name, used once",
+                                 "'smoker' names 2 columns"]
+
+
+def _a_trailing_comma_in_the_header(d):
+    data = _write_text(d, "export.csv", "smoker,age,\nyes,1,\nno,2,\n")
+    return "categorical", data, ["every column must have a name",
+                                 "column 3 of 3 has no name (a trailing comma?)"]
+
+
 CATALOGUE = [
     _unknown_category, _wrong_case, _missing_column, _extra_column, _empty_file, _header_only,
     _missing_value, _blank_line, _binary_garbage, _nan_lat, _lon_200, _lat_minus_91,
@@ -383,7 +395,7 @@ CATALOGUE = [
     _leading_zero_is_another_label, _boolean_spelled_otherwise, _trailing_space,
     _empty_cells_named_with_lines_and_count, _empty_cell_not_in_the_schema,
     _missing_label_written_in_the_file, _blank_line_under_missing_category, _an_id_column,
-    _free_text_over_a_lower_limit,
+    _free_text_over_a_lower_limit, _a_column_name_used_twice, _a_trailing_comma_in_the_header,
 ]
 
 

@@ -13,6 +13,7 @@ policy (:data:`~pmodel.datasets.schema.MISSING_POLICIES`).
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,32 @@ N_LINES_SHOWN = 5
 def read_table(path: Path | str, *, missing: str = "error") -> pd.DataFrame:
     """A categorical CSV as a frame of Categoricals of the labels as written,
     with the ``missing`` policy applied (see :func:`fill_missing`)."""
+    problem = header_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path}: every column must have a name, used once: {problem}")
     return fill_missing(fashion.read_csv(path, categorical=True), missing, source=path)
+
+
+def header_problem(path: Path | str) -> str | None:
+    """What is wrong with a CSV's header line that pandas would paper over (it names an
+    unnamed column ``Unnamed: 2`` and a second ``a`` ``a.1``): a column without a name, a
+    name used twice. None when the header is fine, or cannot be read (the reader says why)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if not header:
+        return None
+    unnamed = [str(i + 1) for i, name in enumerate(header) if name == ""]
+    twice = {name: header.count(name) for name in header if name and header.count(name) > 1}
+    parts = []
+    if unnamed:
+        parts.append(f"column{'s' if len(unnamed) > 1 else ''} {', '.join(unnamed)} of "
+                     f"{len(header)} {'have' if len(unnamed) > 1 else 'has'} no name"
+                     + (" (a trailing comma?)" if unnamed[-1] == str(len(header)) else ""))
+    parts += [f"{name!r} names {n} columns" for name, n in twice.items()]
+    return "; ".join(parts) or None
 
 
 def fill_missing(df: pd.DataFrame, missing: str, *, source: Path | str | None = None,
