@@ -280,9 +280,12 @@ def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None,
         for df in check.read_csv_chunks(fashion.read_csv):
             filled = fill_missing(df, "category") if missing == "category" else df
             on_read, on_filled = _categorical_rules(df, filled, schema, missing)
-            check.run(df, on_read)
-            if on_filled:
-                check.run(filled, on_filled)
+            if filled is df:   # missing: error, nothing filled: one suite on one batch
+                check.run(df, on_read + on_filled)
+            else:
+                check.run(df, on_read)
+                if on_filled:
+                    check.run(filled, on_filled)
             if missing == "category" and len(df.columns) > 1:
                 check.run(*_blank_line_rule(df))
             for c in filled.columns:
@@ -345,7 +348,7 @@ def _category_count_rule(distinct: dict[str, "_Distinct"], max_categories: int
                  f"a column may have at most {max_categories} distinct values (max_categories; "
                  "more is likely an ID or free text: drop the column from the CSV, or raise "
                  "max_categories if its values really are categories)",
-                 column="n_distinct", value=shown, key="column")
+                 value=shown, key="column")   # the offenders are columns, named in the examples
     return table, [rule]
 
 
