@@ -33,7 +33,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"pmodel validate: {path} does not exist", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = validate(args.kind, path)
+        report = validate(args.kind, path, missing=args.missing,
+                          max_categories=args.max_categories)
     except ValueError as exc:  # an unusable KIND or schema file: a usage error
         print(f"pmodel validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -124,6 +125,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pmodel run: the experiment failed: {outcome}", file=sys.stderr)
         return EXIT_FAILED
     print(leaderboard(outcome))
+    skipped = [r for r in outcome.results if r.skip]
+    if skipped:  # neither a success nor a failure: said, and the exit code is not changed
+        print(f"\n{len(skipped)} fit(s) skipped, the family cannot hold the data (not a failure):")
+        for r in skipped:
+            print(f"--- {r.dataset} / {r.label}: {r.skip}")
     timings = outcome.timings
     total = time.perf_counter() - started
     phases = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
@@ -287,8 +293,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _at_least_2(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pmodel.datasets.build import BuildConfig
+    from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_LABEL, MISSING_POLICIES
 
     parser = argparse.ArgumentParser(
         prog="pmodel", description="Fit, sample and score generative models (Chapter 1 of "
@@ -374,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
         "schema YAML for a categorical CSV.")
     val.add_argument("kind", metavar="KIND")
     val.add_argument("path", metavar="PATH")
+    val.add_argument("--missing", choices=MISSING_POLICIES, default="error",
+                     help="a categorical CSV: what an empty cell is (error: refused, the default; "
+                     f"category: the category {MISSING_LABEL!r})")
+    val.add_argument("--max-categories", type=_at_least_2, default=MAX_CATEGORIES, metavar="N",
+                     help="a categorical CSV without a schema: the most distinct values a column may "
+                     f"have (default {MAX_CATEGORIES}; more is likely an ID or free text)")
     val.set_defaults(func=_cmd_validate)
     return parser
 

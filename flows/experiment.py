@@ -24,6 +24,8 @@ from prefect.states import Failed
 from pmodel import paths
 from pmodel.config import find_experiment, load_experiment
 from pmodel.datasets.build import ensure_built
+from pmodel.families import cannot_hold
+from pmodel.problems import problem_domain
 from pmodel.records import Ingested, Outcome, RunResult
 from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
@@ -185,32 +187,49 @@ def ingest_and_validate(config, builtin_dirs: dict[str, str], logger, refresh: b
 
 @dataclass(frozen=True)
 class _Branch:
-    """The futures of one (dataset, family entry): split -> fit -> sample -> score."""
+    """The futures of one (dataset, family entry): split -> fit -> sample -> score; or,
+    when the family cannot hold the dataset, no fit and the reason (``skip``)."""
 
     dataset: str
     spec: Any
     label: str
     params: dict
     split: Any
-    fit: Any
-    sample: Any
-    score: Any
+    fit: Any = None
+    sample: Any = None
+    score: Any = None
+    skip: str | None = None
+
+
+def data_key(ingested: Ingested) -> str:
+    """What a dataset's problem is made of: its files' digest and, for a user's files, the
+    options that change how they are read and split (``missing``, ``heldout_fraction``, ...)."""
+    if ingested.builtin:
+        return ingested.digest
+    options = {k: v for k, v in ingested.spec.items() if k not in ("train", "heldout", "schema_file")}
+    return cache_key(ingested.digest, sorted(options.items()))
 
 
 def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> list[_Branch]:
     """Split every valid dataset, then fit, sample and score every (dataset, family)
     concurrently on the task runner; wait for all. Each step caches on a key of its
-    inputs (data digest, seed, hyperparameters, code versions)."""
+    inputs (data digest, seed, hyperparameters, code versions). A family that cannot
+    hold a dataset (``Family.cannot_hold`` on the split's domain: a joint table too big
+    for memory) is not fitted to it: its branch carries the reason instead."""
     version = code_version()
 
     def options(step: str, key: str) -> dict:
         # recompute on --refresh, and whenever the step's output file is missing or corrupt
         return {"refresh_cache": True} if refresh or must_recompute(step, key) else {}
 
-    split_keys = {name: cache_key("split", ing.digest, config.seed, version, dataset_version(ing.builtin))
+    data_keys = {name: data_key(ing) for name, ing in ingested.items()}
+    split_keys = {name: cache_key("split", data_keys[name], config.seed, version, dataset_version(ing.builtin))
                   for name, ing in ingested.items()}
     splits = {name: split_dataset.with_options(**options("split", split_keys[name])).submit(
         ing, config.seed, key=split_keys[name]) for name, ing in ingested.items()}
+    wait(list(splits.values()))  # the domains decide which families can hold which data
+    domains = {name: problem_domain(split.result()) for name, split in splits.items()
+               if split.state.is_completed()}
     branches = []
     for dataset, spec in config.runs():
         if dataset not in ingested:
@@ -218,7 +237,11 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         kind = ingested[dataset].kind
         params = config.params_for(spec, kind)
         label = spec.display(kind)
-        fit_key = cache_key("fit", ingested[dataset].digest, config.seed, spec.family, params,
+        reason = cannot_hold(spec.family, domains[dataset]) if dataset in domains else None
+        if reason is not None:
+            branches.append(_Branch(dataset, spec, label, params, splits[dataset], skip=reason))
+            continue
+        fit_key = cache_key("fit", data_keys[dataset], config.seed, spec.family, params,
                             version, family_version(spec.family, kind),
                             training_device(spec.family, kind, params))
         sample_key = cache_key("sample", fit_key, config.n_samples_for(dataset), config.seed)
@@ -231,7 +254,7 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
         score = score_family.with_options(**({"refresh_cache": True} if refresh else {})).submit(
             splits[dataset], fit, sample, dataset, label, key=score_key)
         branches.append(_Branch(dataset, spec, label, params, splits[dataset], fit, sample, score))
-    wait([b.score for b in branches])
+    wait([b.score for b in branches if b.skip is None])
     return branches
 
 
@@ -240,11 +263,18 @@ def log_children(uri: str, experiment_id: str, parent: str, config, ingested: di
                  ) -> tuple[tuple[RunResult, ...], dict[str, str]]:
     """A child run per branch, in this thread (MLflow writes stay serial within the
     process); failed branches are recorded FAILED with their error and added to
-    ``failures``. Returns the results and each fit's final state."""
+    ``failures``; a skipped one (the family cannot hold the data) gets no child run: its
+    reason goes on the parent run and the leaderboard. Returns the results and each
+    fit's final state."""
     context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
     results, fit_states = [], {}
     for b in branches:
         result = RunResult(b.dataset, b.spec.family, b.label, b.spec.entry_label(), b.params)
+        if b.skip is not None:
+            fit_states[f"{b.dataset}/{b.label}"] = "Skipped"
+            logger.warning(f"{b.dataset} / {b.label} skipped (not fitted): {b.skip}")
+            results.append(result.with_(skip=b.skip))
+            continue
         fit_states[f"{b.dataset}/{b.label}"] = b.fit.state.name
         if b.score.state.is_completed():
             scored = b.score.result()

@@ -38,10 +38,11 @@ def watched_folder(folder: str | Path = DEFAULT_FOLDER) -> Path:
     return folder if folder.is_absolute() else paths.project_root() / folder
 
 
-def experiments_using(folder: Path, experiments_dir: Path) -> dict[Path, list[tuple[Path, str, str]]]:
+def experiments_using(folder: Path, experiments_dir: Path
+                      ) -> dict[Path, list[tuple[Path, str, UserDataset]]]:
     """For every data file inside ``folder`` used by an experiment:
-    [(experiment file, experiment name, dataset kind)]."""
-    users: dict[Path, list[tuple[Path, str, str]]] = {}
+    [(experiment file, experiment name, the dataset's entry)]."""
+    users: dict[Path, list[tuple[Path, str, UserDataset]]] = {}
     folder = folder.resolve()
     for path in sorted(experiments_dir.glob("*.yaml")):
         try:
@@ -53,7 +54,7 @@ def experiments_using(folder: Path, experiments_dir: Path) -> dict[Path, list[tu
                 continue
             for f in (ds.train, ds.heldout):
                 if f is not None and Path(f).resolve().parent == folder:
-                    users.setdefault(Path(f).resolve(), []).append((path, config.name, ds.kind))
+                    users.setdefault(Path(f).resolve(), []).append((path, config.name, ds))
     return users
 
 
@@ -90,7 +91,7 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
     """One check of the watched folder; returns what it found and did."""
     from flows.experiment import experiments_dir
     from tasks import tracking
-    from tasks.steps import validation_kind
+    from tasks.steps import table_rules, validation_kind
     from tasks.validation import validate
 
     logger = get_run_logger()
@@ -127,8 +128,11 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
         if not stale:
             summary["unchanged"].append(path.name)
             continue
-        kind = stale[0][2]
-        report = validate(validation_kind(kind), path, report_dir=paths.reports_dir() / "validation")
+        ds = stale[0][2]  # the first experiment's rules: its schema, its missing policy
+        rules = table_rules(ds.model_dump()) if ds.kind == "categorical" else {}
+        schema = str(ds.schema_file) if ds.schema_file is not None else None
+        report = validate(validation_kind(ds.kind, None, schema), path,
+                          report_dir=paths.reports_dir() / "validation", **rules)
         if not report.success:
             summary["invalid"].append({"file": path.name, "report": str(report.report_path),
                                        "message": report.summary()})

@@ -34,6 +34,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from pmodel.datasets.build import BuildConfig
 from pmodel.datasets.registry import dataset_names, get_dataset, is_dataset
+from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_POLICIES
 from pmodel.families import check_hyperparameters, family_class, family_names, kinds_served
 from pmodel.families.domains import DOMAINS
 
@@ -45,8 +46,21 @@ LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.=,:/+-]*$"
 
 #: The most memory the samples of one run may take, as float64 values
 #: (n_samples x values per example x 8 bytes): 2 GiB. Pixels (1024 values an
-#: image) allow 262,144 samples; points (2) 134 million.
+#: image) allow 262,144 samples; points (2) 134 million. Users' data too: their
+#: values per example are read when the file loads (a CSV's header, a schema, one
+#: image's size).
 MAX_SAMPLE_BYTES = 2 * 1024**3
+
+
+def sample_memory_error(dataset: str, n_samples: int, per_example: int, what: str = "") -> str | None:
+    """Why ``n_samples`` samples of ``dataset`` (``per_example`` values each) break
+    :data:`MAX_SAMPLE_BYTES`, or None when they fit. ``what`` says where the count comes from."""
+    if n_samples * per_example * 8 <= MAX_SAMPLE_BYTES:
+        return None
+    return (f"n_samples: {n_samples} samples of {dataset!r} ({per_example} values each{what}) "
+            f"would take {n_samples * per_example * 8 / 2**30:.1f} GiB as float64, over the "
+            f"limit of {MAX_SAMPLE_BYTES / 2**30:.0f} GiB; at most "
+            f"{MAX_SAMPLE_BYTES // (per_example * 8)} for this dataset")
 
 
 class ConfigError(ValueError):
@@ -113,20 +127,27 @@ class BuiltinDataset(_Strict):
 
 class UserDataset(_Strict):
     """A user's files. ``heldout`` is optional: without it, ``heldout_fraction`` of
-    ``train`` is held out (a seeded split)."""
+    ``train`` is held out (a seeded split). Categorical data only: ``missing`` says
+    what an empty cell is (``error``: refused, naming the lines; ``category``: the
+    category ``<missing>``), ``max_categories`` the most distinct values a column
+    may have when no ``schema`` declares them (more is likely an ID or free text)."""
 
     kind: Literal["categorical", "image", "points"]
     train: Path
     heldout: Path | None = None
     heldout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     schema_file: Path | None = Field(default=None, alias="schema")
+    missing: Literal[MISSING_POLICIES] = "error"
+    max_categories: Annotated[int, Field(ge=2)] = MAX_CATEGORIES
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _schema_only_for_tables(self):
-        if self.schema_file is not None and self.kind != "categorical":
-            raise ValueError(f"'schema' applies to categorical data only, not {self.kind!r}")
+    def _tables_only(self):
+        for key, field in (("schema", "schema_file"), ("missing", "missing"),
+                           ("max_categories", "max_categories")):
+            if field in self.model_fields_set and self.kind != "categorical":
+                raise ValueError(f"{key!r} applies to categorical data only, not {self.kind!r}")
         return self
 
 
@@ -224,14 +245,10 @@ class ExperimentConfig(_Strict):
                     raise ValueError(f"families[{i}].{where} ({spec.family} on {kind} data): {exc}") from None
         for name, ds in self.datasets.items():
             if isinstance(ds, BuiltinDataset):
-                per_example = get_dataset(ds.builtin).values_per_example
-                n_samples = self.n_samples_for(name)
-                if n_samples * per_example * 8 > MAX_SAMPLE_BYTES:
-                    raise ValueError(
-                        f"n_samples: {n_samples} samples of {name!r} ({per_example} values each) "
-                        f"would take {n_samples * per_example * 8 / 2**30:.1f} GiB as float64, over the "
-                        f"limit of {MAX_SAMPLE_BYTES / 2**30:.0f} GiB; at most "
-                        f"{MAX_SAMPLE_BYTES // (per_example * 8)} for this dataset")
+                error = sample_memory_error(name, self.n_samples_for(name),
+                                            get_dataset(ds.builtin).values_per_example)
+                if error:
+                    raise ValueError(error)
         labels = [(d, s.display(self.datasets[d].kind)) for d, s in self.runs()]
         dupes = {x for x in labels if labels.count(x) > 1}
         if dupes:
@@ -365,7 +382,26 @@ def load_experiment(path: Path | str, overrides: list[str] = ()) -> ExperimentCo
                 k: (base / v if v is not None and not Path(v).is_absolute() else v)
                 for k, v in (("train", ds.train), ("heldout", ds.heldout), ("schema_file", ds.schema_file))})
         datasets[name] = ds
-    return config.model_copy(update={"datasets": datasets})
+    config = config.model_copy(update={"datasets": datasets})
+    _check_users_sample_memory(config, path)
+    return config
+
+
+def _check_users_sample_memory(config: ExperimentConfig, source: Path) -> None:
+    """The sample-memory limit on users' datasets, once their paths are resolved: values per
+    example from the files (a file that cannot be read yet is left to ingest and validation)."""
+    from pmodel.datasets.user import values_per_example
+
+    for name, ds in config.datasets.items():
+        if not isinstance(ds, UserDataset):
+            continue
+        counted = values_per_example(ds.kind, ds.train, ds.schema_file)
+        if counted is None:
+            continue
+        per_example, what = counted
+        error = sample_memory_error(name, config.n_samples_for(name), per_example, f": {what}")
+        if error:
+            raise ConfigError(f"{source}: invalid experiment config\n  - {error}")
 
 
 def find_experiment(name_or_path: str, experiments_dir: Path) -> Path:

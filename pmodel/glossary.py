@@ -182,6 +182,9 @@ SCORES: dict[str, Score] = {
     "loss_g": Score("GAN, per epoch (step): the generator's (non-saturating) loss", "nats per example"),
     "n_runs": Score("child runs of this run", "count"),
     "n_failed": Score("child runs that failed", "count", "lower"),
+    "n_skipped": Score("(dataset, family) pairs not fitted because the family cannot hold the "
+                       "data (its joint table would not fit in memory); no child run, the reasons "
+                       "in skipped-fits.txt", "count"),
 }
 
 #: The wall time of each phase of a flow run, logged on the parent run.

@@ -13,7 +13,10 @@ rows are grouped by the chapter's taxonomy of density, in this order:
    (``valid_rate``, ``on_land_rate`` or ``novelty_rate``) descending, ties (on
    images most often at a strict ``valid_rate`` of 0) by ``near_render_rate``
    then ``near_render_rate_16`` descending;
-4. failed runs.
+4. failed runs;
+5. skipped pairs: a family that cannot hold the dataset (its joint table would
+   not fit in memory) was not fitted; the row says why. Neither a success nor a
+   failure.
 
 The last columns are that sample score and, on image datasets, what the eye
 accepts: ``near8`` and ``near16`` (``near_render_rate``, ``near_render_rate_16``)
@@ -77,7 +80,10 @@ def _desc(value: float) -> float:
 
 
 def rank_key(result: RunResult, by_kl: bool) -> tuple:
-    """Sort key: the taxonomy group first (exact, bound, none, failed), then the group's rule."""
+    """Sort key: the taxonomy group first (exact, bound, none, failed, skipped), then the
+    group's rule."""
+    if result.skip:
+        return (4,)
     if result.error:
         return (3,)
     metrics = result.metrics or {}
@@ -98,7 +104,8 @@ def rank_key(result: RunResult, by_kl: bool) -> tuple:
 GROUPS = ("explicit density, exact likelihood (tractable)",
           "explicit density, a lower bound on the likelihood (approximate)",
           "implicit density: samples only, no likelihood",
-          "failed")
+          "failed",
+          "skipped: the family cannot hold this data")
 
 
 def group_of(result: RunResult) -> str:
@@ -108,7 +115,7 @@ def group_of(result: RunResult) -> str:
 
 def ranked(results: list[RunResult]) -> dict[str, list[RunResult]]:
     """Results grouped by dataset (first-seen order), each dataset's rows in their
-    taxonomy groups (exact, bound, none, failed), each group best first."""
+    taxonomy groups (exact, bound, none, failed, skipped), each group best first."""
     groups: dict[str, list[RunResult]] = {}
     for r in results:
         groups.setdefault(r.dataset, []).append(r)
@@ -233,6 +240,13 @@ def capped(result: RunResult) -> bool:
     return bool((result.metrics or {}).get("stopped_by_seconds"))
 
 
+def _first_clause(text: str, limit: int = 100) -> str:
+    """The reason's first clause (up to its first comma or parenthesis), at most ``limit``
+    characters: the terminal's row; the whole text is on the parent run."""
+    head = text.split(", more than")[0].split(" (")[0]
+    return head if len(head) <= limit else head[:limit - 3] + "..."
+
+
 def _rule(rows: list[RunResult]) -> str:
     return ("by KL to the truth, lower first" if ranks_by_kl(rows)
             else "by held-out log-likelihood, higher first")
@@ -240,9 +254,9 @@ def _rule(rows: list[RunResult]) -> str:
 
 def _headed(rows: list[RunResult]) -> list[tuple[str | None, RunResult]]:
     """(heading or None, row): a heading before each taxonomy group, when a dataset's rows
-    fall in more than one group other than 'failed'."""
+    fall in more than one group other than 'failed' and 'skipped'."""
     groups = [group_of(r) for r in rows]
-    several = len(set(groups) - {GROUPS[-1]}) > 1
+    several = len(set(groups) - set(GROUPS[3:])) > 1
     out, last = [], None
     for g, r in zip(groups, rows):
         out.append((g if several and g != last else None, r))
@@ -274,6 +288,9 @@ def as_text(results: list[RunResult]) -> str:
         for heading, r in _headed(rows):
             if heading:
                 lines.append(f"  -- {heading}")
+            if r.skip:
+                lines.append(f"  {_clip(r.label, w):<{w}} SKIPPED: {_first_clause(r.skip)}")
+                continue
             if r.error:
                 lines.append(f"  {_clip(r.label, w):<{w}} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
@@ -305,6 +322,9 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
             if heading:
                 parts.append(f"| | *{heading}* |{blank}")
             name = names.get((dataset, r.label), r.label)
+            if r.skip:
+                parts.append(f"| {k} | {name} | SKIPPED: {r.skip.replace('|', '/')} |{blank[2:]}")
+                continue
             if r.error:
                 parts.append(f"| {k} | {name} | FAILED |{blank[2:]}")
                 continue

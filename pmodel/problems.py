@@ -16,7 +16,7 @@ import numpy as np
 from pmodel import paths
 from pmodel.datasets import fashion, user
 from pmodel.datasets.registry import get_dataset, truth_of
-from pmodel.datasets.schema import CategoricalSchema
+from pmodel.datasets.schema import MAX_CATEGORIES, CategoricalSchema
 from pmodel.families.domains import CategoricalDomain, Domain, ImageDomain, PointsDomain, domain_from_dict
 
 
@@ -85,9 +85,15 @@ def load_builtin(name: str, data_dir: Path | None = None, *, with_truth: bool = 
 # ---------------------------------------------------------------------------
 
 def load_user(name: str, kind: str, train: Path, heldout: Path | None = None, *,
-              schema: Path | None = None, heldout_fraction: float = 0.2, seed: int = 0) -> Problem:
+              schema: Path | None = None, heldout_fraction: float = 0.2, seed: int = 0,
+              missing: str = "error", max_categories: int | None = MAX_CATEGORIES) -> Problem:
     """A user's files as a problem (no truth). Without ``heldout``, a seeded
-    ``heldout_fraction`` of ``train`` is held out."""
+    ``heldout_fraction`` of ``train`` is held out.
+
+    Categorical data: ``missing`` is what an empty cell means (``error``, or
+    ``category``: the category ``<missing>``); ``max_categories`` limits the
+    distinct values of a column whose categories are read off the data (no
+    schema). A column with one value only is kept, and the notes say so."""
     notes: list[str] = []
     schema_obj = None
     if kind == "categorical":
@@ -95,11 +101,15 @@ def load_user(name: str, kind: str, train: Path, heldout: Path | None = None, *,
             schema_obj = CategoricalSchema.from_yaml(schema)
         else:
             # categories from every file given, so held-out values are not "unknown"
-            schema_obj = user.infer_schema(*(p for p in (train, heldout) if p is not None))
+            schema_obj = user.infer_schema(*(p for p in (train, heldout) if p is not None),
+                                           missing=missing, max_categories=max_categories)
             notes.append(f"{name}: no schema given; categories inferred from the data")
-        X = user.load_categorical_csv(train, schema_obj)
-        Xh = user.load_categorical_csv(heldout, schema_obj) if heldout is not None else None
+        X = user.load_categorical_csv(train, schema_obj, missing=missing)
+        Xh = (user.load_categorical_csv(heldout, schema_obj, missing=missing)
+              if heldout is not None else None)
         domain = CategoricalDomain(schema_obj.shape)
+        notes += [f"{name}: {note}" for note in user.constant_columns(
+            schema_obj, X if Xh is None else np.concatenate([X, Xh]))]
     elif kind == "image":
         _, X = user.load_image_folder(train)
         Xh = user.load_image_folder(heldout)[1] if heldout is not None else None
@@ -161,6 +171,13 @@ class LazyTruth:
 
     def __repr__(self) -> str:
         return f"LazyTruth({self._lazy_dataset!r})"
+
+
+def problem_domain(path: Path) -> Domain:
+    """The domain of a saved problem, read from its metadata alone (no arrays)."""
+    with np.load(Path(path), allow_pickle=False) as arrays:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+    return domain_from_dict(meta["domain"])
 
 
 def load_problem(path: Path) -> Problem:

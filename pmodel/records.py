@@ -47,6 +47,9 @@ class RunResult:
     counts; ``skipped`` maps each score that could not apply to the reason;
     ``log_prob_kind`` is the family's ("exact", "lower_bound", "none"), ``taxonomy`` its
     place in the chapter's taxonomy ("counting", "autoregressive", "flow", ...).
+    ``skip`` says why the family was not fitted to the dataset at all (it cannot hold it:
+    ``Family.cannot_hold``); such a pair is neither a success nor a failure, and has no
+    child run.
     """
 
     dataset: str
@@ -65,6 +68,7 @@ class RunResult:
     problem_path: str | None = None
     model_path: str | None = None
     samples_path: str | None = None
+    skip: str | None = None
 
     def with_(self, **changes) -> "RunResult":
         return replace(self, **changes)

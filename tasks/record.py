@@ -249,7 +249,7 @@ def child_description(result: RunResult, name: str, kind: str, n_train: int | No
 
 
 def _csv_columns(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM is no part of a name
         return next(csv.reader(f), [])
 
 
@@ -400,6 +400,11 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
     return run_id
 
 
+def skipped_fits(results: list[RunResult]) -> dict[str, str]:
+    """``dataset/label`` -> why the family was not fitted (it cannot hold the data)."""
+    return {f"{r.dataset}/{r.label}": r.skip for r in results if r.skip}
+
+
 def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
     """One row per (dataset, family): the leaderboard."""
     rows = []
@@ -407,9 +412,11 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
         # "entry": the experiment's family entry (same on every dataset, so the plot's rows
         # line up); "label": with the kind's own hyperparameters (e.g. a grid's cell size)
         row = {"dataset": r.dataset, "family": r.family, "entry": r.entry, "label": r.label,
-               "status": "failed" if r.error else "ok",
+               "status": "skipped" if r.skip else "failed" if r.error else "ok",
                # the chapter's taxonomy and what the likelihood figure is (exact / lower_bound / none)
                "taxonomy": r.taxonomy or "", "log_prob_kind": r.log_prob_kind or ""}
+        if r.skip:
+            row["skipped_because"] = r.skip
         row.update(r.metrics or {})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -433,6 +440,10 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
             as_markdown(results, names), ""]
     if failures:
         head += ["### Failed", ""] + [f"- `{k}`: {v.splitlines()[0][:200]}" for k, v in failures.items()] + [""]
+    skips = skipped_fits(results)
+    if skips:
+        head += ["### Skipped (not fitted: neither a success nor a failure)", ""] + [
+            f"- `{k}`: {why}" for k, why in skips.items()] + [""]
     seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
     text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(seen)])
     if len(text) > limit:
@@ -480,14 +491,21 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
         tracking.log_text(uri, parent_run_id,
                           "\n\n".join(f"{k}:\n{v}" for k, v in failures.items()) + "\n", "failures.txt")
         tracking.set_tags(uri, parent_run_id, {"failed": ", ".join(sorted(failures))[:5000]})
+    skips = skipped_fits(results)
+    if skips:
+        tracking.log_text(uri, parent_run_id, "".join(f"{k}: skipped, {why}\n" for k, why in skips.items()),
+                          "skipped-fits.txt")
+        tracking.set_tags(uri, parent_run_id, {"skipped": "; ".join(
+            f"{k}: {why}" for k, why in skips.items())[:5000]})
     description = parent_description(config, results, failures)
     tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
         config, results, failures, parent_run_id)})
     _set_runs_view(uri, experiment_id, results)
-    tracking.log_metrics(uri, parent_run_id, {"n_runs": len(results),
-                                              "n_failed": sum(1 for r in results if r.error)})
+    tracking.log_metrics(uri, parent_run_id, {"n_runs": sum(1 for r in results if not r.skip),
+                                              "n_failed": sum(1 for r in results if r.error),
+                                              "n_skipped": len(skips)})
 
 
 #: The runs table's columns, in this order of preference, when some run has them.

@@ -152,7 +152,17 @@ def validation_key(ingested: Ingested, kind: str) -> str | None:
     from pmodel.version import code_version
 
     return cache_key("validate", ingested.name, kind, sorted(ingested.files.items()),
-                     sorted(ingested.digests.items()), code_version(), version("great_expectations"))
+                     sorted(ingested.digests.items()), code_version(), version("great_expectations"),
+                     *([table_rules(ingested.spec)] if ingested.kind == "categorical" else []))
+
+
+def table_rules(spec: dict) -> dict:
+    """A categorical dataset's own rules, from its config entry: what an empty cell means
+    (``missing``) and the most distinct values a column may have (``max_categories``)."""
+    from pmodel.datasets.schema import MAX_CATEGORIES
+
+    return {"missing": spec.get("missing") or "error",
+            "max_categories": spec.get("max_categories") or MAX_CATEGORIES}
 
 
 @task(retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="validate-{ingested.name}")
@@ -175,15 +185,17 @@ def validate_dataset(ingested: Ingested, report_dir: str, refresh: bool = False)
         if reports and all(Path(r).is_file() for r in reports):
             _logger.info("dataset %r: these exact files passed validation before (reports: %s); "
                          "not validated again", ingested.name, ", ".join(reports))
+            _log_warnings(ingested.name, reports)
             return reports
     from tasks.validation import validate, validate_heldout_against_train
 
     files = ingested.files
+    rules = table_rules(ingested.spec) if ingested.kind == "categorical" else {}
     reports, failed = [], []
     for role in ("train", "heldout"):
         if role not in files:
             continue
-        report = validate(kind, files[role], report_dir=report_dir)
+        report = validate(kind, files[role], report_dir=report_dir, **rules)
         reports.append(str(report.report_path))
         if not report.success:
             failed.append(report)
@@ -191,6 +203,7 @@ def validate_dataset(ingested: Ingested, report_dir: str, refresh: bool = False)
             kind, files["train"], files["heldout"], report_dir=report_dir)):
         reports.append(str(report.report_path))
         failed += [] if report.success else [report]
+    _log_warnings(ingested.name, reports)
     if failed:
         for report in failed[1:]:
             failed[0].notes.append(f"also invalid: {report.path} (report: {report.report_path})")
@@ -199,6 +212,17 @@ def validate_dataset(ingested: Ingested, report_dir: str, refresh: bool = False)
         passed.parent.mkdir(parents=True, exist_ok=True)
         _atomic_text(passed, json.dumps({"reports": reports}))
     return reports
+
+
+def _log_warnings(dataset: str, reports: list[str]) -> None:
+    """Log the warnings the validation reports hold (a column with one value only, ...)."""
+    for path in reports:
+        try:
+            warnings = json.loads(Path(path).read_text()).get("warnings", [])
+        except (OSError, ValueError):
+            continue
+        for warning in warnings:
+            _logger.warning("dataset %r, %s: %s", dataset, Path(path).name, warning)
 
 
 @task(retries=2, retry_delay_seconds=1, task_run_name="split-{ingested.name}", **_CACHED)
@@ -214,7 +238,8 @@ def split_dataset(ingested: Ingested, seed: int, key: str) -> str:
         problem = load_user(ingested.name, ingested.kind, Path(files["train"]),
                             Path(files["heldout"]) if "heldout" in files else None,
                             schema=Path(files["schema_file"]) if "schema_file" in files else None,
-                            heldout_fraction=spec.get("heldout_fraction", 0.2), seed=seed)
+                            heldout_fraction=spec.get("heldout_fraction", 0.2), seed=seed,
+                            **(table_rules(spec) if ingested.kind == "categorical" else {}))
     return str(save_problem(problem, output_path("split", key)))
 
 

@@ -38,7 +38,8 @@ import pandas as pd
 
 from pmodel.datasets import fashion
 from pmodel.datasets.registry import dataset_names, get_dataset, is_dataset
-from pmodel.datasets.schema import CategoricalSchema
+from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_LABEL, MISSING_POLICIES, CategoricalSchema
+from pmodel.datasets.user import fill_missing, header_problem
 from pmodel.errors import DataValidationError
 from pmodel.paths import reports_dir
 
@@ -61,6 +62,9 @@ LAND_RANGES = {"lon": (-180.0, 180.0), "lat": (-90.0, 90.0)}
 #: CSV rows validated at a time: a big file is checked chunk by chunk, so memory
 #: stays at one chunk's (the rules are per row, or about the header).
 CSV_CHUNK_ROWS = 500_000
+
+#: Distinct values of a column kept while validating (beyond it: "or more").
+DISTINCT_CAP = 100_000
 
 
 # ---------------------------------------------------------------------------
@@ -87,6 +91,8 @@ class ValidationReport:
         rules about the whole table, a ``detail`` text.
     notes : list of str
         What was assumed, e.g. categories inferred from the data.
+    warnings : list of str
+        What is valid but likely unwanted (a column with one value only).
     report_path : Path or None
         The full JSON report on disk.
     """
@@ -97,13 +103,17 @@ class ValidationReport:
     failures: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """Human text: verdict and file, each broken rule with its first
-        offending lines or images, the notes, and where the JSON report is."""
+        offending lines, images or columns, the warnings, the notes, and where
+        the JSON report is."""
         lines = [f"{'VALID' if self.success else 'INVALID'} {self.kind} data: {self.path}"]
         for failure in self.failures:
             lines.append(f"  - {_describe_failure(failure)}")
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.report_path is not None:
@@ -122,12 +132,12 @@ def _describe_failure(failure: dict) -> str:
     examples = failure.get("examples") or []
     if examples:
         n = failure["n_unexpected"]
-        noun = ("row" if "line" in examples[0]
+        noun = ("row" if "line" in examples[0] else "column" if "column" in examples[0]
                 else "entry" if failure["column"] == "is_png" else "image")
         shown = ", ".join(_describe_example(e) for e in examples)
         more = f", and {n - len(examples)} more" if n > len(examples) else ""
         verb = "breaks" if n == 1 else "break"
-        nouns = {"row": "rows", "image": "images", "entry": "entries"}
+        nouns = {"row": "rows", "image": "images", "entry": "entries", "column": "columns"}
         text += f" — {n} {noun if n == 1 else nouns[noun]} {verb} it: {shown}{more}"
     elif failure.get("detail"):
         text += f" — {failure['detail']}"
@@ -138,6 +148,8 @@ def _describe_example(example: dict) -> str:
     value = example.get("value")
     if "image" in example:
         return f"{example['image']} ({value})"
+    if "column" in example:
+        return f"{example['column']!r} ({value})"
     shown = "empty" if value is None else repr(value)
     if example.get("hint"):
         shown += f"; {example['hint']}"
@@ -148,8 +160,8 @@ def _describe_example(example: dict) -> str:
 # Entry point
 # ---------------------------------------------------------------------------
 
-def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = None
-             ) -> ValidationReport:
+def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = None,
+             missing: str = "error", max_categories: int = MAX_CATEGORIES) -> ValidationReport:
     """Validate a file or folder against the rules of its kind.
 
     Parameters
@@ -164,6 +176,12 @@ def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = Non
         The CSV file or image folder. It is only read.
     report_dir : path-like, optional
         Where the JSON report goes (default ``reports/validation``).
+    missing : ``error`` or ``category``
+        A user's categorical CSV: what an empty cell is (refused, or the
+        category ``<missing>``).
+    max_categories : int
+        A categorical CSV without a schema: the most distinct values a column
+        may have (more is likely an ID or free text).
 
     Returns
     -------
@@ -177,8 +195,9 @@ def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = Non
     """
     if is_dataset(kind):
         return validate_builtin(kind, path, report_dir=report_dir)
+    table = {"missing": missing, "max_categories": max_categories}
     if kind == "categorical":
-        return validate_categorical_csv(path, None, report_dir=report_dir)
+        return validate_categorical_csv(path, None, report_dir=report_dir, **table)
     if kind == "land":
         return validate_land_csv(path, report_dir=report_dir)
     if kind == "images":
@@ -193,7 +212,7 @@ def validate(kind: str, path: Path | str, *, report_dir: Path | str | None = Non
     except OSError as exc:
         raise ValueError(f"cannot read schema file {schema_path}: {exc.strerror or exc}") from None
     return validate_categorical_csv(path, schema, report_dir=report_dir,
-                                    schema_source=schema_path)
+                                    schema_source=schema_path, **table)
 
 
 def validate_builtin(name: str, path: Path | str, *, report_dir: Path | str | None = None
@@ -218,17 +237,27 @@ def validate_builtin(name: str, path: Path | str, *, report_dir: Path | str | No
 
 def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None, *,
                              kind: str = "categorical", report_dir: Path | str | None = None,
-                             schema_source: Path | None = None) -> ValidationReport:
+                             schema_source: Path | None = None, missing: str = "error",
+                             max_categories: int = MAX_CATEGORIES) -> ValidationReport:
     """Validate a CSV of categorical columns.
 
-    Rules: at least one data row; columns exactly the schema's (any order);
-    no missing value (empty cell, blank line); every value one of its
-    column's categories. Without a schema (``schema=None``) the columns and
-    categories are read off the data, which the notes say, so only the first
-    two rules can fail. Data row ``i`` is reported as file line ``i + 2``.
+    Every cell is read as the label written (``TRUE``, ``01``, ``NA`` are
+    labels); only an empty cell is missing. Rules: at least one data row;
+    columns exactly the schema's (any order); with ``missing="error"`` no
+    missing value (empty cell, blank line); with ``missing="category"`` an
+    empty cell is the category ``<missing>``, so that label may not be written
+    in the file and no line may be blank (every cell empty: a stray line, not a
+    record) when the table has two columns or more; every value one of its
+    column's categories (``<missing>`` included, where the schema lists it).
+    Without a schema (``schema=None``) the columns and categories are read off
+    the data, which the notes say, and a column may have at most
+    ``max_categories`` distinct values. A column with one value only is valid,
+    with a warning. Data row ``i`` is reported as file line ``i + 2``.
     ``kind`` names the data in messages and reports; ``schema_source`` is the
     YAML the schema came from, if any (said in the notes).
     """
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing: expected one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     path = Path(path)
     notes = []
     if schema is None:
@@ -237,22 +266,96 @@ def validate_categorical_csv(path: Path | str, schema: CategoricalSchema | None,
         notes.append(f"checked against the built-in {kind} schema")
     elif schema_source is not None:
         notes.append(f"checked against the schema in {schema_source}")
+    if missing == "category":
+        notes.append(f"missing: category (an empty cell is the category {MISSING_LABEL!r})")
     label = kind if schema_source is None else f"schema_{schema_source.stem}"
+    # a report per set of rules: the same file checked under other rules keeps its own
+    label += "".join(part for part, default in ((f"+missing_{missing}", missing == "error"),
+                                                (f"+max_{max_categories}",
+                                                 schema is not None or max_categories == MAX_CATEGORIES))
+                     if not default)
     check = _Check(path, kind, label, notes, report_dir)
-    if check.expect_file():
-        distinct: dict[str, set] = {}  # without a schema: the categories, for the notes
+    if check.expect_file() and check.expect_named_columns():
+        distinct: dict[str, _Distinct] = {}
         for df in check.read_csv_chunks(fashion.read_csv):
-            check.run(df, _categorical_rules(df, schema))
+            filled = fill_missing(df, "category") if missing == "category" else df
+            on_read, on_filled = _categorical_rules(df, filled, schema, missing)
+            if filled is df:   # missing: error, nothing filled: one suite on one batch
+                check.run(df, on_read + on_filled)
+            else:
+                check.run(df, on_read)
+                if on_filled:
+                    check.run(filled, on_filled)
+            if missing == "category" and len(df.columns) > 1:
+                check.run(*_blank_line_rule(df))
+            for c in filled.columns:
+                values = filled[c].dropna()
+                distinct.setdefault(str(c), _Distinct()).update(values.unique(), len(values))
+        if check.n_rows and distinct:
             if schema is None:
-                for c in df.columns:
-                    distinct.setdefault(str(c), set()).update(df[c].dropna().unique())
-        if schema is None and check.n_rows:
-            counts = ", ".join(f"{c} ({len(v)})" for c, v in distinct.items())
-            check.notes.append(f"categories per column: {counts}")
+                counts = ", ".join(f"{c} ({v.text()})" for c, v in distinct.items())
+                check.notes.append(f"categories per column: {counts}")
+                check.run(*_category_count_rule(distinct, max_categories))
+            for c, v in distinct.items():
+                if v.n == 1:
+                    where = (f"in all {check.n_rows} rows" if v.n_cells == check.n_rows else
+                             f"in {v.n_cells} of {check.n_rows} rows, the others empty")
+                    check.warnings.append(
+                        f"column {c!r} has one value only ({next(iter(v.values))!r} {where}): it "
+                        "carries no information; drop it from the CSV")
     return check.finish()
 
 
-def _categorical_rules(df: pd.DataFrame, schema: CategoricalSchema | None) -> list["_Rule"]:
+class _Distinct:
+    """A column's distinct values across chunks, kept up to :data:`DISTINCT_CAP` (an ID
+    column of ten million rows must not hold them all)."""
+
+    def __init__(self):
+        self.values: set[str] = set()
+        self.capped = False
+        self.n_cells = 0   # cells with a value
+
+    def update(self, values, n_cells: int) -> None:
+        self.n_cells += n_cells
+        if self.capped:
+            return
+        self.values.update(str(v) for v in values)
+        if len(self.values) > DISTINCT_CAP:
+            self.capped = True
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def text(self) -> str:
+        return f"{self.n:,}" + (" or more" if self.capped else "")
+
+
+def _category_count_rule(distinct: dict[str, "_Distinct"], max_categories: int
+                         ) -> tuple[pd.DataFrame, list["_Rule"]]:
+    """The limit on distinct values, a GX rule on a table of one row per column."""
+    names = list(distinct)
+    table = pd.DataFrame({"n_distinct": [distinct[c].n for c in names]},
+                         index=pd.Index(names, dtype=object))
+
+    def shown(name: str) -> str:
+        d = distinct[name]
+        some = ", ".join(repr(v) for v in sorted(d.values)[:3])
+        return f"{d.text()} distinct values, e.g. {some}"
+
+    rule = _Rule(_expectations().ExpectColumnValuesToBeBetween(column="n_distinct",
+                                                               max_value=max_categories),
+                 f"a column may have at most {max_categories} distinct values (max_categories; "
+                 "more is likely an ID or free text: drop the column from the CSV, or raise "
+                 "max_categories if its values really are categories)",
+                 value=shown, key="column")   # the offenders are columns, named in the examples
+    return table, [rule]
+
+
+def _categorical_rules(df: pd.DataFrame, filled: pd.DataFrame, schema: CategoricalSchema | None,
+                       missing: str) -> tuple[list["_Rule"], list["_Rule"]]:
+    """The rules of one chunk: those on ``df`` as read (missing cells <NA>), and those on
+    ``filled``, the same after the missing policy (the categories)."""
     gxe = _expectations()
     names = schema.names if schema is not None else [str(c) for c in df.columns]
     rules = [_row_count_rule("the file must have at least one data row",
@@ -261,23 +364,46 @@ def _categorical_rules(df: pd.DataFrame, schema: CategoricalSchema | None) -> li
                    f"columns must be exactly [{', '.join(names)}] (in any order)")]
     present = [name for name in names if name in df.columns]
     for name in present:
-        rules.append(_Rule(gxe.ExpectColumnValuesToNotBeNull(column=name),
-                           f"column {name!r}: no value may be missing (empty cell or blank line)",
-                           column=name, value=_cell(df, name)))
+        if missing == "error":
+            rules.append(_Rule(gxe.ExpectColumnValuesToNotBeNull(column=name),
+                               f"column {name!r}: no value may be missing (empty cell or blank "
+                               f"line; missing: category would read it as {MISSING_LABEL!r})",
+                               column=name, value=_cell(df, name)))
+        else:
+            rules.append(_Rule(gxe.ExpectColumnValuesToNotBeInSet(column=name,
+                                                                  value_set=[MISSING_LABEL]),
+                               f"column {name!r}: {MISSING_LABEL!r} may not be written in the file "
+                               "(missing: category reads an empty cell as that category)",
+                               column=name, value=_cell(df, name)))
+    in_set = []
     if schema is not None:
         categories = dict(schema.columns)
         for name in present:
             cats = list(categories[name])
-            rules.append(_Rule(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=cats),
+            in_set.append(_Rule(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=cats),
                                f"column {name!r}: values must be one of {_short_list(cats)}",
-                               column=name, value=_cell(df, name), hint=_case_hint(cats)))
-    return rules
+                               column=name, value=_cell(filled, name),
+                               hint=_case_hint(cats, missing)))
+    return rules, in_set
 
 
-def _case_hint(categories: list[str]) -> Callable[[Any], str | None]:
+def _blank_line_rule(df: pd.DataFrame) -> tuple[pd.DataFrame, list["_Rule"]]:
+    """Under ``missing: category``: no line may be blank. A GX rule on a frame of its own
+    (one column, ``blank``, True where every cell of the line is empty)."""
+    table = pd.DataFrame({"blank": df.isna().all(axis=1).to_numpy()}, index=df.index)
+    return table, [_Rule(_expectations().ExpectColumnValuesToBeInSet(column="blank",
+                                                                     value_set=[False]),
+                         "no line may be blank (every cell empty): missing: category reads "
+                         "empty cells, not empty lines", column="blank",
+                         value=lambda key: None)]
+
+
+def _case_hint(categories: list[str], missing: str = "error") -> Callable[[Any], str | None]:
     folded = {c.strip().casefold(): c for c in categories}
 
     def hint(value: Any) -> str | None:
+        if missing == "category" and value == MISSING_LABEL:
+            return f"an empty cell: list {MISSING_LABEL!r} among the column's categories in the schema"
         match = folded.get(str(value).strip().casefold())
         return None if match is None else f"did you mean {match!r}?"
     return hint
@@ -499,6 +625,8 @@ class _Rule:
     value: Callable[[Any], Any] | None = None   # index key -> value to show
     hint: Callable[[Any], str | None] | None = None
     detail: str | None = None                   # for table-level rules
+    key: str | None = None                      # what the frame's index names: "line" (an int),
+                                                # "image" (a str; the default for both), "column"
 
 
 def _row_count_rule(text: str, detail: str) -> _Rule:
@@ -522,6 +650,7 @@ class _Check:
         self.path, self.kind, self.label, self.notes = path, kind, label, notes
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.failures: list[dict] = []
+        self.warnings: list[str] = []
         self.gx_results: list[dict] = []
         self.n_rows = 0  # data rows read so far
 
@@ -538,6 +667,14 @@ class _Check:
         else:
             return True
         return False
+
+    def expect_named_columns(self) -> bool:
+        """A CSV's header names every column, once (pandas would rename silently)."""
+        problem = header_problem(self.path)
+        if problem is not None:
+            self._fail_read("every column must have a name, used once (the header line)", problem)
+            return False
+        return True
 
     def expect_folder(self) -> bool:
         if not self.path.exists():
@@ -600,7 +737,8 @@ class _Check:
     # -- report -----------------------------------------------------------------
     def finish(self) -> ValidationReport:
         report = ValidationReport(path=self.path, kind=self.kind, success=not self.failures,
-                                  failures=self.failures, notes=self.notes)
+                                  failures=self.failures, notes=self.notes,
+                                  warnings=self.warnings)
         digest = _digest(self.path)
         folder = self.report_dir if self.report_dir is not None else (
             reports_dir() / "validation")
@@ -608,7 +746,7 @@ class _Check:
         payload = {
             "path": str(self.path), "kind": self.kind, "success": report.success,
             "input_sha256": digest, "summary": report.summary(), "notes": report.notes,
-            "failures": report.failures,
+            "warnings": report.warnings, "failures": report.failures,
             "great_expectations": {"version": _gx_version(), "results": self.gx_results},
         }
         folder.mkdir(parents=True, exist_ok=True)
@@ -654,8 +792,11 @@ def _names(names: list[Any]) -> str:
 
 
 def _example(rule: _Rule, key: Any) -> dict:
-    # CSV frames are indexed by file line, image tables by file name
-    example: dict[str, Any] = {"image": key} if isinstance(key, str) else {"line": int(key)}
+    # CSV frames are indexed by file line, image tables by file name, a table of columns by name
+    if rule.key == "column":
+        example: dict[str, Any] = {"column": key}
+    else:
+        example = {"image": key} if isinstance(key, str) else {"line": int(key)}
     value = rule.value(key) if rule.value is not None else None
     example["value"] = value.item() if hasattr(value, "item") else value
     if rule.hint is not None and value is not None:

@@ -257,3 +257,42 @@ def test_unfitted_model_says_so(name, kind, label, params):
         model.log_prob(heldout)
     with pytest.raises(RuntimeError, match="not fitted"):
         model.sample(1, rng=np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------
+# Wide tables: a family holds a 40-column table, or says why it cannot
+# ---------------------------------------------------------------------------
+
+WIDE = CategoricalDomain((2, 3, 4, 5) * 10)   # 40 columns, 120^10 (about 6e20) cells
+
+
+@pytest.mark.parametrize("name", families_for("categorical"))
+def test_every_categorical_family_holds_a_wide_table_or_declares_it_cannot(name):
+    from pmodel.families import cannot_hold
+
+    reason = cannot_hold(name, WIDE)
+    params = _params(name, "categorical", HYPERPARAMETERS[name][-1])
+    model = make_family(name, WIDE, **params)
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, np.array(WIDE.shape), size=(80, WIDE.n_features))
+    if reason is not None:
+        assert "cells" in reason
+        with pytest.raises(ValueError, match="cannot be fitted"):  # refused, not a memory blow-up
+            model.fit(X, rng=rng)
+        return
+    model.fit(X, rng=rng)
+    samples = model.sample(20, rng=np.random.default_rng(1))
+    assert samples.shape == (20, 40)
+    lp = model.log_prob(X[:10])
+    assert lp.shape == (10,) and np.isfinite(lp).all()
+
+
+def test_the_multinomial_holds_the_chapter_s_table_and_refuses_a_wide_one():
+    from pmodel.families import cannot_hold
+
+    assert cannot_hold("multinomial", CategoricalDomain(fashion.SCHEMA.shape)) is None
+    assert cannot_hold("multinomial", CategoricalDomain((10,) * 7)) is None          # 10^7: the limit
+    assert "1e+07 cells" in cannot_hold("multinomial", CategoricalDomain((10,) * 6 + (11,)))
+    assert "about 10^602 cells" in cannot_hold("multinomial", CategoricalDomain((2,) * 2000))
+    # other kinds never enumerate: an image multinomial stores only the images it saw
+    assert cannot_hold("multinomial", ImageDomain(32, 32)) is None

@@ -328,7 +328,7 @@ def test_pictures_side_by_side_and_training_grid_once(tiny_run, flow_store):
 
 def test_parent_holds_a_table_not_flattened_metrics(tiny_run, flow_store, tmp_path):
     outcome, parent, _ = tiny_run
-    assert set(parent.data.metrics) <= {"n_runs", "n_failed"} | {
+    assert set(parent.data.metrics) <= {"n_runs", "n_failed", "n_skipped"} | {
         k for k in parent.data.metrics if k.startswith("time_") and k.endswith("_seconds")}
     path = _client(flow_store).download_artifacts(parent.info.run_id, "comparison.json", str(tmp_path))
     table = json.loads(Path(path).read_text())

@@ -305,12 +305,97 @@ def _not_in_yaml_schema(d):
     return schema_kind, data, ["'colour'", "one of [red, blue]", "line 3 ('green')"]
 
 
+# Real-world tables (issue 17). A builder may return a fourth element: the rules
+# the dataset declares (``missing``, ``max_categories``), as ``pmodel validate``
+# takes them (--missing, --max-categories) and an experiment file declares them.
+
+def _yaml_schema(d, text):
+    path = d / "schema.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _leading_zero_is_another_label(d):
+    schema = _yaml_schema(d, "columns:\n  region: [1, 2, 10]\n  sex: [F, M]\n")
+    data = _write_text(d, "codes.csv", "region,sex\n1,F\n01,M\n10,F\n2,M\n")
+    return schema, data, ["'region'", "one of [1, 2, 10]", "line 3 ('01')"]
+
+
+def _boolean_spelled_otherwise(d):
+    schema = _yaml_schema(d, "columns:\n  ANAPHYLAXIS: [TRUE, FALSE]\n")
+    data = _write_text(d, "pandas-wrote-it.csv", "ANAPHYLAXIS\nTRUE\nTrue\nFALSE\n")
+    return schema, data, ["'ANAPHYLAXIS'", "one of [TRUE, FALSE]",
+                          "line 3 ('True'; did you mean 'TRUE'?)"]
+
+
+def _trailing_space(d):
+    schema = _yaml_schema(d, "columns:\n  smoker: [yes, no]\n  sex: [F, M]\n")
+    data = _write_text(d, "survey.csv", "smoker,sex\nyes,F\nno ,M\n")
+    return schema, data, ["'smoker'", "line 3 ('no '; did you mean 'no'?)"]
+
+
+def _empty_cells_named_with_lines_and_count(d):
+    rows = "".join(f"{'' if i % 4 == 1 else 'yes'},{i % 3}\n" for i in range(20))
+    data = _write_text(d, "survey.csv", "smoker,Age\n" + rows)
+    return "categorical", data, ["'smoker'", "no value may be missing", "5 rows break it",
+                                 "line 3 (empty), line 7 (empty)", "missing: category"]
+
+
+def _empty_cell_not_in_the_schema(d):
+    schema = _yaml_schema(d, "columns:\n  smoker: [yes, no]\n  sex: [F, M]\n")
+    data = _write_text(d, "survey.csv", "smoker,sex\nyes,F\n,M\n")
+    return schema, data, ["'smoker'", "line 3 ('<missing>'; an empty cell: list '<missing>'"], {
+        "missing": "category"}
+
+
+def _missing_label_written_in_the_file(d):
+    data = _write_text(d, "survey.csv", "smoker,sex\nyes,F\n<missing>,M\n,F\n")
+    return "categorical", data, ["'smoker'", "'<missing>' may not be written",
+                                 "line 3 ('<missing>')"], {"missing": "category"}
+
+
+def _blank_line_under_missing_category(d):
+    data = _write_text(d, "survey.csv", "smoker,sex\nyes,F\n\n,M\n")
+    return "categorical", data, ["no line may be blank", "line 3"], {"missing": "category"}
+
+
+def _an_id_column(d):
+    rows = "".join(f"P{i:04d},{'yes' if i % 2 else 'no'}\n" for i in range(150))
+    data = _write_text(d, "patients.csv", "patient_id,smoker\n" + rows)
+    return "categorical", data, ["at most 100 distinct values", "drop the column",
+                                 "raise max_categories", "1 column breaks it",
+                                 "'patient_id' (150 distinct values, e.g. 'P0000', 'P0001', 'P0002')"]
+
+
+def _free_text_over_a_lower_limit(d):
+    rows = "".join(f"{'ok' if i % 2 else 'fine'},note {i % 7}\n" for i in range(40))
+    data = _write_text(d, "notes.csv", "status,comment\n" + rows)
+    return "categorical", data, ["at most 5 distinct values", "'comment' (7 distinct values"], {
+        "max_categories": 5}
+
+
+def _a_column_name_used_twice(d):
+    data = _write_text(d, "export.csv", "smoker,age,smoker\nyes,1,no\n")
+    return "categorical", data, ["every column must have a name, used once",
+                                 "'smoker' names 2 columns"]
+
+
+def _a_trailing_comma_in_the_header(d):
+    data = _write_text(d, "export.csv", "smoker,age,\nyes,1,\nno,2,\n")
+    return "categorical", data, ["every column must have a name",
+                                 "column 3 of 3 has no name (a trailing comma?)"]
+
+
 CATALOGUE = [
     _unknown_category, _wrong_case, _missing_column, _extra_column, _empty_file, _header_only,
     _missing_value, _blank_line, _binary_garbage, _nan_lat, _lon_200, _lat_minus_91,
     _lon_not_a_number, _lon_inf, _land_wrong_columns, _land_is_a_folder, _rgb, _rgba,
     _sixteen_bit, _other_size, _corrupt_png, _non_image_file, _subfolder, _empty_folder,
     _pixels_is_a_file, _not_in_yaml_schema,
+    _leading_zero_is_another_label, _boolean_spelled_otherwise, _trailing_space,
+    _empty_cells_named_with_lines_and_count, _empty_cell_not_in_the_schema,
+    _missing_label_written_in_the_file, _blank_line_under_missing_category, _an_id_column,
+    _free_text_over_a_lower_limit, _a_column_name_used_twice, _a_trailing_comma_in_the_header,
 ]
 
 
@@ -318,10 +403,10 @@ CATALOGUE = [
 def test_bad_input_fails_with_a_precise_message(build, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    kind, path, fragments = build(inputs)
+    kind, path, fragments, *rules = build(inputs)
     before, listing = _fingerprint(path), _fingerprint(inputs)
 
-    report = validate(kind, path)
+    report = validate(kind, path, **(rules[0] if rules else {}))
 
     assert not report.success
     assert report.failures
@@ -345,6 +430,7 @@ def test_bad_input_fails_with_a_precise_message(build, tmp_path):
 
     assert _fingerprint(path) == before
     assert _fingerprint(inputs) == listing   # nothing written next to the input
+    assert saved["input_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else True
 
 
 @pytest.mark.parametrize("build", CATALOGUE, ids=lambda f: f.__name__.lstrip("_"))
@@ -355,10 +441,11 @@ def test_a_csv_read_in_chunks_gives_the_same_verdict(build, tmp_path, monkeypatc
 
     inputs = tmp_path / "in"
     inputs.mkdir()
-    kind, path, _ = build(inputs)
-    whole = validate(kind, path, report_dir=tmp_path / "whole")
+    kind, path, _, *rules = build(inputs)
+    rules = rules[0] if rules else {}
+    whole = validate(kind, path, report_dir=tmp_path / "whole", **rules)
     monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 2)
-    chunked = validate(kind, path, report_dir=tmp_path / "chunked")
+    chunked = validate(kind, path, report_dir=tmp_path / "chunked", **rules)
     assert chunked.failures == whole.failures
     assert chunked.summary().replace("chunked", "whole") == whole.summary()
 
@@ -571,3 +658,67 @@ def test_files_that_passed_are_not_validated_again_until_their_bytes_change(tmp_
         validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"))
     with pytest.raises(DataValidationError):  # a failure is never remembered as a pass
         validate_dataset.fn(ingest_dataset.fn("mine", spec, None), str(tmp_path / "reports"))
+
+
+# ---------------------------------------------------------------------------
+# Users' tables: the missing policy, the category limit, constant columns
+# ---------------------------------------------------------------------------
+
+def test_missing_category_makes_empty_cells_valid_and_keeps_a_report_per_policy(tmp_path):
+    path = _write_text(tmp_path, "survey.csv", "smoker,sex\nyes,F\n,M\nno,\n")
+    refused = validate("categorical", path)
+    assert not refused.success and "line 3 (empty)" in refused.summary()
+    accepted = validate("categorical", path, missing="category")
+    assert accepted.success, accepted.summary()
+    assert any("'<missing>'" in note for note in accepted.notes)
+    assert accepted.report_path != refused.report_path and refused.report_path.exists()
+    # a schema that lists '<missing>' accepts the empty cells as that category
+    schema = _yaml_schema(tmp_path, "columns:\n  smoker: [yes, no, <missing>]\n"
+                                    "  sex: [F, M, <missing>]\n")
+    assert validate(schema, path, missing="category").success
+    assert not validate(schema, path).success   # missing: error, the default
+
+
+def test_a_column_with_one_value_is_valid_with_a_warning(tmp_path):
+    path = _write_text(tmp_path, "site.csv", "site,smoker\nA,yes\nA,no\nA,yes\n")
+    report = validate("categorical", path)
+    assert report.success and report.failures == []
+    (warning,) = report.warnings
+    assert "'site'" in warning and "one value only ('A' in all 3 rows)" in warning
+    assert "drop it from the CSV" in warning
+    assert f"warning: {warning}" in report.summary()
+    assert json.loads(report.report_path.read_text())["warnings"] == [warning]
+
+
+def test_the_category_limit_counts_across_chunks(tmp_path, monkeypatch):
+    # 12 distinct values, at most 4 in any chunk of 4 rows: only the whole file breaks a limit of 10
+    import tasks.validation as validation
+
+    path = _write_text(tmp_path, "ids.csv", "id,x\n" + "".join(f"{i},a\n" for i in range(12)))
+    monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 4)
+    report = validate("categorical", path, max_categories=10)
+    assert not report.success and "'id' (12 distinct values" in report.summary()
+    assert validate("categorical", path, max_categories=12).success
+
+
+def test_a_declared_schema_is_not_held_to_the_category_limit(tmp_path):
+    cats = [f"c{i}" for i in range(120)]
+    schema = CategoricalSchema((("code", tuple(cats)),))
+    schema.to_yaml(tmp_path / "codes.yaml")
+    path = _write_text(tmp_path, "codes.csv", "code\n" + "".join(f"{c}\n" for c in cats))
+    assert validate(str(tmp_path / "codes.yaml"), path).success
+    assert not validate("categorical", path).success
+
+
+def test_cli_validate_takes_the_missing_policy_and_the_limit(tmp_path):
+    home = tmp_path / "home"
+    path = _write_text(tmp_path, "survey.csv", "smoker,code\r\nyes,01\r\n,1\r\nno,02\r\n")
+    refused = _run(["-m", "flows.cli", "validate", "categorical", str(path)], home)
+    assert refused.returncode == 1 and "'smoker'" in refused.stdout and "line 3" in refused.stdout
+    accepted = _run(["-m", "flows.cli", "validate", "categorical", str(path),
+                     "--missing", "category"], home)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "code (3)" in accepted.stdout    # 01, 1 and 02: three labels
+    limited = _run(["-m", "flows.cli", "validate", "categorical", str(path), "--missing",
+                    "category", "--max-categories", "2"], home)
+    assert limited.returncode == 1 and "'code' (3 distinct values" in limited.stdout

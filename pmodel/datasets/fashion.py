@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from pmodel.datasets.schema import CategoricalSchema
 
@@ -161,19 +162,42 @@ def sample(n_samples: int, *, rng: np.random.Generator) -> pd.DataFrame:
 # Files
 # ---------------------------------------------------------------------------
 
+#: Rows read at a time when a CSV is loaded as Categoricals, so the strings of
+#: only one chunk are in memory at once.
+CATEGORICAL_CHUNK_ROWS = 1_000_000
+
+_CSV_OPTIONS = dict(dtype="string", skip_blank_lines=False, keep_default_na=False, na_values=[""])
+
+
 def read_csv(path: Path | str, *, categorical: bool = False, chunksize: int | None = None):
     """Read a categorical CSV as strings, exactly as written (no type guessing).
 
-    Empty cells become missing values (``<NA>``); blank lines are kept as rows
-    of missing values so that row numbers match the file's lines
-    (data row ``i`` is line ``i + 2``). ``categorical=True`` reads each column
-    as a pandas Categorical of the same strings (missing: NaN), a byte a value
-    instead of a Python string: for big files. With ``chunksize``, an iterator
-    of frames of that many rows (index continued from chunk to chunk).
+    ``TRUE`` stays the label ``TRUE`` (not a boolean), ``01`` and ``1`` stay two
+    labels (not the integer 1), ``NA`` is a label; only an empty cell is missing
+    (``<NA>``). A UTF-8 byte order mark is dropped from the first column's name;
+    CRLF line ends and quoted fields (``"a, b"``, doubled quotes inside) are
+    read as CSV defines them. Blank lines are kept as rows of missing values so that row
+    numbers match the file's lines (data row ``i`` is line ``i + 2``).
+    ``categorical=True`` reads each column as a pandas Categorical of the same
+    strings (missing: NaN), a small code a value instead of a string: for big
+    files. With ``chunksize``, an iterator of frames of that many rows (index
+    continued from chunk to chunk).
     """
-    return pd.read_csv(path, dtype="category" if categorical else "string",
-                       skip_blank_lines=False, keep_default_na=False, na_values=[""],
-                       chunksize=chunksize)
+    if not categorical:
+        return pd.read_csv(path, chunksize=chunksize, **_CSV_OPTIONS)
+    if chunksize is not None:
+        return (_as_categories(df) for df in pd.read_csv(path, chunksize=chunksize, **_CSV_OPTIONS))
+    # pandas' dtype="category" would infer the categories' type (TRUE -> True,
+    # 01 -> 1): read strings a chunk at a time, then make categories of them
+    with pd.read_csv(path, chunksize=CATEGORICAL_CHUNK_ROWS, **_CSV_OPTIONS) as reader:
+        chunks = [_as_categories(df) for df in reader]
+    if len(chunks) == 1:
+        return chunks[0]
+    return pd.DataFrame({c: union_categoricals([df[c] for df in chunks]) for c in chunks[0].columns})
+
+
+def _as_categories(df: pd.DataFrame) -> pd.DataFrame:
+    return df.astype("category")
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> None:

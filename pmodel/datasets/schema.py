@@ -10,6 +10,12 @@ integer code per column and to one cell of the full joint table
 
 or let pmodel infer one from the data (sorted distinct values per column);
 ``CategoricalSchema.inferred`` then says so.
+
+Categories are labels, kept exactly as written, in the data and in the schema
+file alike: ``TRUE``, ``yes``, ``01`` and ``NA`` are strings (the YAML is read
+without YAML's own guessing, which would make ``yes`` a boolean and ``01`` the
+integer 1). Only an empty cell is missing; what a missing value means is a
+dataset's ``missing`` policy (:data:`MISSING_POLICIES`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+#: What an empty cell means: ``error`` (it is refused, naming the file, column
+#: and lines) or ``category`` (it is read as the category :data:`MISSING_LABEL`).
+MISSING_POLICIES = ("error", "category")
+
+#: The category an empty cell becomes under ``missing: category``.
+MISSING_LABEL = "<missing>"
+
+#: The most distinct values a column may have when its categories are read off
+#: the data (more is likely an ID or free text); a dataset's ``max_categories``.
+MAX_CATEGORIES = 100
 
 
 @dataclass(frozen=True)
@@ -76,8 +93,9 @@ class CategoricalSchema:
         -------
         codes : ndarray of shape (n_samples, n_features), int64
 
-        Raises ValueError naming the column, the value and the first row when a
-        value is not in the schema (validation catches this earlier for files).
+        Raises ValueError naming the column, the value, the first row and how many
+        rows break it when a value is not in the schema or missing (validation
+        catches this earlier for files). Columns are matched by name, in any order.
         """
         codes = np.empty((len(df), len(self.columns)), dtype=np.int64)
         for j, (name, cats) in enumerate(self.columns):
@@ -85,9 +103,11 @@ class CategoricalSchema:
             bad = col < 0
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
+                value = df[name].iloc[i]
+                shown = "an empty cell" if value is pd.NA or value != value else f"value {value!r}"
+                more = f" ({int(bad.sum())} rows in all)" if bad.sum() > 1 else ""
                 raise ValueError(
-                    f"column {name!r}: value {df[name].iloc[i]!r} in row {i} is not one of "
-                    f"{list(cats)}")
+                    f"column {name!r}: {shown} in row {i} is not one of {list(cats)}{more}")
             codes[:, j] = col
         return codes
 
@@ -138,7 +158,8 @@ class CategoricalSchema:
     def from_yaml(cls, path: Path | str) -> "CategoricalSchema":
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
+            # BaseLoader: every scalar a string, as written (safe_load reads yes as True, 01 as 1)
+            data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=yaml.BaseLoader)
         except yaml.YAMLError as exc:
             raise ValueError(f"{path}: not valid YAML ({exc})") from None
         return cls.from_dict(data, source=str(path))

@@ -7,7 +7,8 @@ that family is built or loaded, so checking an experiment file or
 Adding a family: one module, plus one ``register_family`` line here.
 """
 
-from pmodel.families.base import (Family, Hyper, check_hyperparameters, families_for, family_class,
+from pmodel.families.base import (Family, Hyper, cannot_hold, check_hyperparameters, families_for,
+                                  family_class,
                                   family_names, kinds_served, load_model, make_family,
                                   register_family, unregister_family)
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
@@ -45,4 +46,4 @@ register_family("diffusion", "image", "pmodel.families.diffusion:ImageDiffusion"
 
 __all__ = ["Family", "Hyper", "make_family", "family_names", "families_for", "family_class",
            "kinds_served", "load_model", "register_family", "unregister_family",
-           "check_hyperparameters", "CategoricalDomain", "ImageDomain", "PointsDomain"]
+           "check_hyperparameters", "cannot_hold", "CategoricalDomain", "ImageDomain", "PointsDomain"]

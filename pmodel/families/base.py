@@ -16,6 +16,9 @@
                                     (heldout_loglik_bound), never as heldout_loglik.
     sample(n, *, rng) -> X          (n, *event_shape); rng is a numpy Generator, never stored.
     encode(X) -> (n, latent_dim)    optional (``has_encoder``): the latent code of each example.
+    cannot_hold(domain) -> str|None a class method: why the family cannot be fitted on that domain
+                                    (its table would not fit in memory), or None. Checked before
+                                    fitting: the run skips that pair and records the reason.
     n_parameters_                   free parameters after fit (a Python int: it may exceed a float).
     history_                        per-step training figures, {"loss": [...], "val_loss": [...]};
                                     empty for families fitted in closed form.
@@ -175,6 +178,13 @@ class Family(ABC):
     @abstractmethod
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """Draw n_samples new examples, shape (n_samples, *event_shape)."""
+
+    @classmethod
+    def cannot_hold(cls, domain: Domain) -> str | None:
+        """Why this family cannot be fitted on ``domain``, or None when it can: a declared
+        capability, checked before fitting (a run skips the pair, with this reason; ``fit``
+        refuses it). Families whose memory grows with the joint table override it."""
+        return None
 
     def encode(self, X) -> np.ndarray:
         """The latent code of each example, (n_samples, latent_dim); families with a latent space."""
@@ -406,6 +416,11 @@ def make_family(name: str, domain: Domain, **hyperparameters) -> Family:
     CategoricalMultinomial(alpha=1.0)
     """
     return family_class(name, domain.kind)(domain, **hyperparameters)
+
+
+def cannot_hold(name: str, domain: Domain) -> str | None:
+    """Why family ``name`` cannot be fitted on ``domain`` (its declared capability), or None."""
+    return family_class(name, domain.kind).cannot_hold(domain)
 
 
 def check_hyperparameters(name: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:

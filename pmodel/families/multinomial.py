@@ -17,16 +17,25 @@ alpha = 1 Laplace. d - 1 free parameters.
   random noise and a masterpiece alike, and almost every sample is noise.
 
 Failure modes: alpha = 0 gives -inf to every unseen cell (most of them at
-N = 50); alpha > 0 spreads nearly all mass uniformly when d >> N.
+N = 50); alpha > 0 spreads nearly all mass uniformly when d >> N. On a wide
+table the categorical joint table cannot be held at all (40 yes/no columns:
+d = 2^40, about 10^12 cells): past :data:`MAX_TABLE_CELLS` the family says so
+(``cannot_hold``) and is skipped for that dataset.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from pmodel.families._grid import CELL_DEG, Bins, check_grid_cells
 from pmodel.families.base import ALPHA, Family, check_alpha
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
+
+#: The most cells of a categorical joint table the multinomial holds: its counts and
+#: log-probabilities take 16 bytes a cell (160 MB here), sampling and saving touch every one.
+MAX_TABLE_CELLS = 10**7
 
 
 def _smoothed_log_probs(counts: np.ndarray, alpha: float) -> np.ndarray:
@@ -62,7 +71,23 @@ class CategoricalMultinomial(Family):
     def __init__(self, domain: CategoricalDomain, alpha: float = 0.0):
         super().__init__(domain, alpha=alpha)
 
+    @classmethod
+    def cannot_hold(cls, domain: CategoricalDomain) -> str | None:
+        n = domain.n_cells   # an exact Python int: 10^17 and more on wide tables
+        if n <= MAX_TABLE_CELLS:
+            return None
+        product = " x ".join(map(str, domain.shape)) if len(domain.shape) <= 8 else (
+            f"the category counts of its {len(domain.shape)} columns")
+        size = f"{float(n):.2g}" if n < 10**300 else f"about 10^{math.log10(n):.0f}"
+        return (f"the full joint table of this data has {size} cells ({product}), more than "
+                f"the {MAX_TABLE_CELLS:,} a multinomial holds in memory "
+                "(16 bytes a cell); families that factorise the table (naive_bayes, chow_liu, "
+                "latent_class, autoregressive, vae) hold it")
+
     def fit(self, X, *, rng: np.random.Generator | None = None) -> "CategoricalMultinomial":
+        reason = self.cannot_hold(self.domain)
+        if reason is not None:
+            raise ValueError(f"multinomial cannot be fitted: {reason}")
         X = self._check_train(X)
         alpha = check_alpha(self.alpha)
         cells = np.ravel_multi_index(tuple(X.T), self.domain.shape)
