@@ -48,6 +48,12 @@ def leaderboard(outcome: dict) -> str:
     none); each likelihood says whether it is exact, a bound or absent."""
     from pmodel.leaderboard import as_text
 
+    if outcome.over_seeds:  # a run over several seeds: mean ± sd per (dataset, family)
+        from pmodel.repeats import seeds_text
+
+        return (f"\nmean ± sd over {len(outcome.seeds)} {seeds_text(outcome.seeds)} (each seed's data, "
+                f"fit and samples its own; {len(outcome.results)} child runs, tagged with their seed)"
+                + as_text(list(outcome.over_seeds)))
     return as_text(outcome.results)
 
 
@@ -65,6 +71,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from flows.runtime import experiments_dir
 
+    if args.seeds:  # --seeds 0,1,2 is --set seeds=[0,1,2]
+        args.set = [*(args.set or []), f"seeds=[{','.join(map(str, args.seeds))}]"]
     try:  # config errors are usage errors: report them before starting Prefect
         config = load_experiment(find_experiment(args.experiment, experiments_dir()), args.set or [])
     except ConfigError as exc:
@@ -300,6 +308,16 @@ def _at_least_2(text: str) -> int:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0 like 0,1,2, got {text!r}")
+    return seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pmodel.datasets.build import BuildConfig
     from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_LABEL, MISSING_POLICIES
@@ -341,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "SQLite store)")
     run.add_argument("--refresh", action="store_true",
                      help="recompute every step instead of reusing cached results")
+    run.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",
+                     help="repeat the whole experiment (data, fits, samples) once per seed, e.g. 0,1,2; "
+                     "the leaderboard shows each family's mean ± sd over the seeds")
     run.add_argument("--runner", choices=("threads", "dask"), default=None,
                      help="where the (dataset, family) tasks run: threads in this process "
                      "(default), or a Dask cluster")

@@ -3,7 +3,11 @@
     ingest -> validate -> split -> fit -> sample -> score -> log
 
 Datasets are ingested and validated one branch each; a dataset that fails
-validation stops only its own branch. Fits of every (dataset, family) pair
+validation stops only its own branch. With ``seeds: [..]`` the whole experiment
+(built-in data, splits, fits, samples, scores, child runs) runs once per seed under
+the one parent run, each seed's built-in data in its own folder; the children are
+tagged with their seed, and the parent also reports each (dataset, family)'s mean
+and standard deviation over the seeds (``pmodel.repeats``). Fits of every (dataset, family) pair
 run concurrently on the task runner; fit, sample, score and split are cached
 on data digest + step config + code version, so a rerun with unchanged
 inputs recomputes nothing. MLflow gets a parent run for the flow run and a
@@ -27,6 +31,7 @@ from pmodel.datasets.build import ensure_built
 from pmodel.families import cannot_hold
 from pmodel.problems import problem_domain
 from pmodel.records import Ingested, Outcome, RunResult
+from pmodel.repeats import over_seeds
 from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
 from flows.runtime import experiments_dir
@@ -96,31 +101,44 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     parent = tracking.start_run(uri, experiment_id, config.name,
                                 tags={"pmodel.config": str(config_path),
                                       "pmodel.code_version": code_version(), **recovery.owner_tags()})
-    tracking.log_params(uri, parent, {"experiment": config.name, "seed": config.seed,
+    seeds = tuple(config.seeds or ())
+    tracking.log_params(uri, parent, {"experiment": config.name,
+                                      "seed": ",".join(map(str, seeds)) if seeds else config.seed,
                                       "n_samples": config.n_samples, "n_train": config.build.n_train,
                                       "n_heldout": config.build.n_heldout,
                                       "overrides": " ".join(overrides or []) or "-"})
     clock.lap("prepare_tracking")
     try:
-        builtin_dirs = build_builtins(config, logger)
-        clock.lap("build_data")
-        ingested, reports, failures = ingest_and_validate(config, builtin_dirs, logger, refresh)
-        clock.lap("ingest_validate")
-        branches = fit_sample_score(config, ingested, refresh)
-        clock.lap("split_fit_sample_score")
-        results, fit_states = log_children(uri, experiment_id, parent, config, ingested, branches,
-                                           failures, logger)
-        clock.lap("log_children")
+        results, reports, failures, fit_states, inputs = [], [], {}, {}, {}
+        for run in config.seed_configs():  # the experiment itself, or one copy per seed
+            prefix = f"seed{run.seed}/" if seeds else ""
+            if seeds:
+                logger.info(f"seed {run.seed} ({seeds.index(run.seed) + 1} of {len(seeds)})")
+            builtin_dirs = build_builtins(run, logger)
+            clock.lap("build_data")
+            ingested, seed_reports, seed_failures = ingest_and_validate(run, builtin_dirs, logger, refresh)
+            clock.lap("ingest_validate")
+            branches = fit_sample_score(run, ingested, refresh)
+            clock.lap("split_fit_sample_score")
+            seed_results, seed_states = log_children(uri, experiment_id, parent, run, ingested, branches,
+                                                     seed_failures, logger, repeat=bool(seeds))
+            clock.lap("log_children")
+            results += seed_results
+            reports += seed_reports
+            failures.update({prefix + k: v for k, v in seed_failures.items()})
+            fit_states.update({prefix + k: v for k, v in seed_states.items()})
+            inputs.update({(f"{name}-seed{run.seed}" if seeds else name): ing for name, ing in ingested.items()})
+        over = tuple(over_seeds(results)) if seeds else ()
         log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), list(results),
-                           sorted(set(reports)), failures, ingested)
+                           sorted(set(reports)), failures, inputs, over_seeds=list(over) or None)
         clock.lap("log_summary")
         tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in clock.timings.items()})
     except BaseException as exc:
         tracking.set_tags(uri, parent, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracking.end_run(uri, parent, "FAILED")
         raise
-    outcome = Outcome(config.name, experiment_id, parent, uri, results, failures, fit_states,
-                      clock.timings)
+    outcome = Outcome(config.name, experiment_id, parent, uri, tuple(results), failures, fit_states,
+                      clock.timings, over_seeds=over, seeds=seeds)
     if failures:
         tracking.end_run(uri, parent, "FAILED")
         return Failed(message="; ".join(f"{k}: {v.splitlines()[0]}" for k, v in failures.items()),
@@ -259,17 +277,19 @@ def fit_sample_score(config, ingested: dict[str, Ingested], refresh: bool) -> li
 
 
 def log_children(uri: str, experiment_id: str, parent: str, config, ingested: dict[str, Ingested],
-                 branches: list[_Branch], failures: dict[str, str], logger
+                 branches: list[_Branch], failures: dict[str, str], logger, repeat: bool = False
                  ) -> tuple[tuple[RunResult, ...], dict[str, str]]:
     """A child run per branch, in this thread (MLflow writes stay serial within the
     process); failed branches are recorded FAILED with their error and added to
     ``failures``; a skipped one (the family cannot hold the data) gets no child run: its
     reason goes on the parent run and the leaderboard. Returns the results and each
-    fit's final state."""
+    fit's final state. ``repeat``: one seed of several (the results carry their seed, the
+    run names say it)."""
     context = {"seed": config.seed, "n_samples": config.n_samples, "code_version": code_version()}
     results, fit_states = [], {}
     for b in branches:
-        result = RunResult(b.dataset, b.spec.family, b.label, b.spec.entry_label(), b.params)
+        result = RunResult(b.dataset, b.spec.family, b.label, b.spec.entry_label(), b.params,
+                           seed=config.seed if repeat else None)
         if b.skip is not None:
             fit_states[f"{b.dataset}/{b.label}"] = "Skipped"
             logger.warning(f"{b.dataset} / {b.label} skipped (not fitted): {b.skip}")

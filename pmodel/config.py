@@ -3,7 +3,7 @@
 ::
 
     name: chapter1
-    seed: 0
+    seed: 0                                    # or seeds: [0, 1, 2]: the whole experiment per seed
     n_samples: 5000
     build: {n_train: 50, n_heldout: 5000}      # how the built-in data is made
     datasets:
@@ -189,6 +189,8 @@ class ExperimentConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
     seed: Annotated[int, Field(ge=0)] = 0
+    #: repeat the whole experiment (data, fits, samples) once per seed; ``seed`` is then unused
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1000)] | None = None
     n_samples: Annotated[int, Field(ge=1, le=100_000_000)] = 5000
     build: BuildSpec = BuildSpec()
     #: where the deep families train, unless a family entry says (``auto`` also reads $PMODEL_DEVICE)
@@ -218,6 +220,20 @@ class ExperimentConfig(_Strict):
                         for err in exc.errors())) from None
             return out
         return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds):
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    def seed_configs(self) -> list["ExperimentConfig"]:
+        """The experiment once per seed: with ``seeds``, one copy per seed with ``seed`` set
+        to it (and ``seeds`` cleared); without, the experiment itself."""
+        if not self.seeds:
+            return [self]
+        return [self.model_copy(update={"seed": s, "seeds": None}) for s in self.seeds]
 
     @model_validator(mode="after")
     def _check_runs(self):

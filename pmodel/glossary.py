@@ -180,6 +180,18 @@ SCORES: dict[str, Score] = {
                       "lower"),
     "loss_d": Score("GAN, per epoch (step): the discriminator's loss", "nats per example"),
     "loss_g": Score("GAN, per epoch (step): the generator's (non-saturating) loss", "nats per example"),
+    "<metric>_se": Score(
+        "the standard error of an estimated <metric> (held-out log-likelihoods and bounds: the "
+        "sample sd of the per-example values / sqrt(n), which for a Monte-Carlo bound holds the "
+        "draws' noise too; shares of samples or examples: sqrt(p (1 - p) / n); a Monte-Carlo "
+        "KL bound: the noise of its draws, from a second, independent set of draws); absent when "
+        "<metric> is exact or infinite. Two values closer than 2 sqrt(se1^2 + se2^2) are not "
+        "told apart", "the unit of <metric>", "lower"),
+    "<metric>_sd": Score(
+        "a run over several seeds (seeds: [..]): the sample standard deviation (ddof 1) of "
+        "<metric> across the seeds, each seed redrawing the data, the fit and the samples; beside "
+        "it <metric> is the mean over the seeds", "the unit of <metric>"),
+    "n_seeds": Score("a run over several seeds: how many seeds this mean and sd are over", "count"),
     "n_runs": Score("child runs of this run", "count"),
     "n_failed": Score("child runs that failed", "count", "lower"),
     "n_skipped": Score("(dataset, family) pairs not fitted because the family cannot hold the "
@@ -193,12 +205,23 @@ TIME_PREFIX, TIME_SUFFIX = "time_", "_seconds"
 #: Suffix of the 0/1 flag logged beside a score that can be infinite.
 INFINITE_SUFFIX = "_is_infinite"
 
+#: Suffixes of a metric's standard error, and of its spread across seeds.
+SE_SUFFIX, SD_SUFFIX = "_se", "_sd"
+
 
 def describe(name: str) -> Score | None:
     """The glossary entry of a metric name, including the derived names
-    (``<score>_is_infinite``, ``time_<phase>_seconds``); None when unknown."""
+    (``<score>_is_infinite``, ``time_<phase>_seconds``, a score's standard error
+    ``<score>_se`` and its spread across seeds ``<score>_sd``); None when unknown."""
     if name in SCORES:
         return SCORES[name]
+    for suffix in (SE_SUFFIX, SD_SUFFIX):  # heldout_loglik_se, kl_to_truth_sd, ...
+        base = name[: -len(suffix)]
+        if name.endswith(suffix) and "<" not in name and base and describe(base) is not None:
+            generic = SCORES["<metric>" + suffix]
+            unit = describe(base).unit
+            return Score(f"{generic.meaning.replace('<metric>', base)}", unit,
+                         "lower" if suffix == SE_SUFFIX else "")
     for pattern in ("latent_r2_", "latent_mig_"):  # per-factor scores: latent_r2_height, ...
         if name.startswith(pattern) and name != pattern + "<factor>":
             return SCORES[pattern + "<factor>"]

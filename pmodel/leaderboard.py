@@ -23,6 +23,14 @@ accepts: ``near8`` and ``near16`` (``near_render_rate``, ``near_render_rate_16``
 and ``d_median`` (``median_render_distance``).
 
 A bound is never ranked against an exact value: the groups are not merged.
+
+Uncertainty: a ranking column (``kl_to_truth``, ``heldout_loglik``, the sample
+score) whose metric has a standard error (``<metric>_se``) gets a ``±`` column
+beside it; over several seeds ``±`` is instead the standard deviation across
+seeds (``<metric>_sd``) and the value the mean. A row whose ranking score differs
+from the row above it by less than ``2 sqrt(se1^2 + se2^2)`` (:data:`INDISTINCT`,
+its standard error combined with the other row's, an exact value counting as
+se 0) is marked ``[~ above]``: the two are not told apart by the data.
 Each row says which kind of likelihood it shows: an exact value, ``>= x`` (a
 lower bound: the true value is at least this) or ``none``; its KL cell is exact,
 ``<= x`` (an upper bound, from a lower bound on log p) or ``-``. Where P_data is
@@ -140,6 +148,72 @@ def fmt(value) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def spread(metrics: dict, key: str) -> tuple[float, str] | None:
+    """``(value, "sd")`` from ``<key>_sd`` (a mean over seeds), else ``(value, "se")`` from
+    ``<key>_se``, else None (an exact value, or none recorded)."""
+    for suffix in ("sd", "se"):
+        value = (metrics or {}).get(f"{key}_{suffix}")
+        if value is not None and math.isfinite(float(value)):
+            return float(value), suffix
+    return None
+
+
+def pm_text(metrics: dict, key: str) -> str:
+    """The ``±`` cell of ``key``: ``± 0.021`` (2 significant digits), or "" without one."""
+    s = spread(metrics, key)
+    return "" if s is None else f"± {s[0]:.2g}"
+
+
+def ranking_key(result: RunResult, by_kl: bool) -> str | None:
+    """The metric a row is ranked on within its group: the KL (exact or its bound) where the
+    truth is known, else the held-out log-likelihood (exact or bound), else the sample score."""
+    kind = loglik_kind(result)
+    if result.error:
+        return None
+    if kind == "none":
+        return _extra_column([result])
+    if by_kl:
+        return "kl_to_truth" if kind == "exact" else "kl_to_truth_bound"
+    return "heldout_loglik" if kind == "exact" else "heldout_loglik_bound"
+
+
+#: Two rows are not told apart when their ranking scores differ by less than this many
+#: combined standard errors, sqrt(se1^2 + se2^2).
+INDISTINCT = 2.0
+CLOSE = "[~ above]"
+CLOSE_NOTE = (f"{CLOSE}: this row's ranking score differs from the row above by less than "
+              f"{INDISTINCT:g} sqrt(se1^2 + se2^2), their standard errors combined (an exact value "
+              "counting as se 0): the data do not tell the two apart.")
+SPREAD_NOTE = ("±: the standard error of an estimate (held-out means: sd / sqrt(n) over the "
+               "held-out examples; a share of samples: sqrt(p (1 - p) / n); a Monte-Carlo bound "
+               "holds its draws' noise too); none beside an exact value.")
+SEEDS_NOTE = ("Over several seeds each value is the mean over the seeds and ± their standard "
+              "deviation (data, fit and samples redrawn per seed).")
+
+
+def indistinct_from_above(rows: list[RunResult], by_kl: bool) -> set[int]:
+    """Indexes i of ``rows`` (ranked) whose ranking score is within :data:`INDISTINCT` combined
+    standard errors of row i - 1's, both in the same taxonomy group, both finite, at least
+    one with a standard error (``<metric>_se``; means over seeds, which carry an sd, are not
+    judged)."""
+    out = set()
+    for i in range(1, len(rows)):
+        a, b = rows[i - 1], rows[i]
+        key = ranking_key(b, by_kl)
+        if key is None or key != ranking_key(a, by_kl) or group_of(a) != group_of(b):
+            continue
+        va, vb = (_number((r.metrics or {}).get(key)) for r in (a, b))
+        if not (math.isfinite(va) and math.isfinite(vb)):
+            continue
+        sa, sb = (spread(r.metrics, key) for r in (a, b))
+        if any(s is not None and s[1] == "sd" for s in (sa, sb)) or (sa is None and sb is None):
+            continue
+        se = math.hypot(sa[0] if sa else 0.0, sb[0] if sb else 0.0)
+        if abs(va - vb) < INDISTINCT * se:
+            out.add(i)
+    return out
 
 
 def loglik_text(result: RunResult) -> str:
@@ -271,21 +345,61 @@ def _clip(label: str, width: int) -> str:
     return label if len(label) <= width else label[:width - 3] + "..."
 
 
+def _pm_columns(rows: list[RunResult], extra: list[str]) -> dict[str, bool]:
+    """Which ranking columns get a ``±`` column: those some row has a spread for."""
+    keys = {"kl": ("kl_to_truth", "kl_to_truth_bound"), "ll": ("heldout_loglik", "heldout_loglik_bound"),
+            "extra": (extra[0],)}
+    return {col: any(spread(r.metrics, k) is not None for r in rows for k in ks) for col, ks in keys.items()}
+
+
+def _pm_cell(r: RunResult, col: str, extra: list[str]) -> str:
+    m = r.metrics or {}
+    if col == "kl":
+        return pm_text(m, "kl_to_truth" if "kl_to_truth" in m else "kl_to_truth_bound")
+    if col == "ll":
+        return pm_text(m, "heldout_loglik" if loglik_kind(r) == "exact" else "heldout_loglik_bound")
+    return pm_text(m, extra[0])
+
+
+def _notes(results: list[RunResult], tables: list[list[str]], marked: bool, spreads: bool) -> list[str]:
+    """The footnotes under the tables (as plain sentences)."""
+    notes = [_footnote(tables)]
+    if spreads:
+        seeds = any(k.endswith("_sd") for r in results for k in (r.metrics or {}))
+        notes.append(SPREAD_NOTE + (" " + SEEDS_NOTE if seeds else ""))
+    if marked:
+        notes.append(CLOSE_NOTE)
+    if estimated(results):
+        notes.append(ESTIMATE_NOTE)
+    if any(capped(r) for r in results):
+        notes.append(CAPPED_NOTE)
+    return notes
+
+
 def as_text(results: list[RunResult]) -> str:
     """The terminal's leaderboard: one table per dataset, best first."""
-    lines, tables = [], []
+    lines, tables, marked, spreads = [], [], False, False
     for dataset, rows in ranked(results).items():
         extra = _sample_columns(rows)
         tables.append(extra)
+        pm = _pm_columns(rows, extra)
+        spreads |= any(pm.values())
+        close = indistinct_from_above(rows, ranks_by_kl(rows))
         widths = [13] + [8] * (len(extra) - 1)  # the near-render columns: short headers, 4 digits
         heads = [extra[0]] + [NEAR_COLUMNS[k] for k in extra[1:]]
+
+        def pm_col(col: str, cell: str) -> str:  # a ± column, when the table has one
+            return f" {cell:<9}" if pm[col] else ""
+
         lines.append(f"\n{dataset} (best first, {_rule(rows)})")
         w = min(max([34] + [len(r.label) for r in rows]), LABEL_WIDTH_MAX)
-        k = max([11] + [len(kl_text(r)) for r in rows if not r.error])
-        lines.append(f"  {'family':<{w}} {'taxonomy':<15} {'kl_to_truth':>{k}} {'heldout_loglik':>14} "
+        k = max([11] + [len(kl_text(r)) for r in rows if not r.error and not r.skip])
+        lines.append(f"  {'family':<{w}} {'taxonomy':<15} {'kl_to_truth':>{k}}{pm_col('kl', '')} "
+                     f"{'heldout_loglik':>14}{pm_col('ll', '')} "
                      f"{'in_support':>10} {'out_of_support':>14} "
-                     + " ".join(f"{h:>{n}}" for h, n in zip(heads, widths)))
-        for heading, r in _headed(rows):
+                     + " ".join(f"{h:>{n}}" + (pm_col("extra", "") if i == 0 else "")
+                                for i, (h, n) in enumerate(zip(heads, widths))))
+        for i, (heading, r) in enumerate(_headed(rows)):
             if heading:
                 lines.append(f"  -- {heading}")
             if r.skip:
@@ -295,23 +409,27 @@ def as_text(results: list[RunResult]) -> str:
                 lines.append(f"  {_clip(r.label, w):<{w}} FAILED: {r.error.splitlines()[0][:80]}")
                 continue
             kl, ll, ins, oos, *ex = _cells(r, extra)
-            lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>{k}} {ll:>14} {ins:>10} {oos:>14} "
-                         + " ".join(f"{c:>{n}}" for c, n in zip(ex, widths)) + (f"  {CAPPED}" if capped(r) else ""))
-    lines.append("\n(" + _footnote(tables) + ")")
-    if estimated(results):
-        lines.append(f"({ESTIMATE_NOTE})")
-    if any(capped(r) for r in results):
-        lines.append(f"({CAPPED_NOTE})")
+            marks = (f"  {CLOSE}" if i in close else "") + (f"  {CAPPED}" if capped(r) else "")
+            marked |= i in close
+            lines.append(f"  {_clip(r.label, w):<{w}} {r.taxonomy or '-':<15} {kl:>{k}}"
+                         f"{pm_col('kl', _pm_cell(r, 'kl', extra))} {ll:>14}"
+                         f"{pm_col('ll', _pm_cell(r, 'll', extra))} {ins:>10} {oos:>14} "
+                         + " ".join(f"{c:>{n}}" + (pm_col("extra", _pm_cell(r, "extra", extra)) if j == 0 else "")
+                                    for j, (c, n) in enumerate(zip(ex, widths))) + marks)
+    lines += [""] + [f"({note})" for note in _notes(results, tables, marked, spreads)]
     return "\n".join(lines)
 
 
 def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
-    """The same leaderboard in Markdown; ``names`` maps (dataset, label) to a run name."""
+    """The same leaderboard in Markdown; ``names`` maps (dataset, label) to a run name.
+    A ranking cell with a spread reads ``x ± se`` (or ``± sd`` over seeds)."""
     names = names or {}
-    parts, tables = [], []
+    parts, tables, marked, spreads = [], [], False, False
     for dataset, rows in ranked(results).items():
         extra = _sample_columns(rows)
         tables.append(extra)
+        spreads |= any(_pm_columns(rows, extra).values())
+        close = indistinct_from_above(rows, ranks_by_kl(rows))
         heads = [extra[0]] + [NEAR_COLUMNS[k] for k in extra[1:]]
         blank = " |" * (4 + len(extra))  # the cells after the run's
         parts.append(f"**{dataset}**, best first, {_rule(rows)}:\n")
@@ -328,13 +446,14 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
             if r.error:
                 parts.append(f"| {k} | {name} | FAILED |{blank[2:]}")
                 continue
-            cells = " | ".join(c.replace("|", "\\|") for c in _cells(r, extra))
-            parts.append(f"| {k} | {name}{' ' + CAPPED if capped(r) else ''} | {cells} |")
+            cells = _cells(r, extra)
+            for j, col in ((0, "kl"), (1, "ll"), (4, "extra")):
+                pm = _pm_cell(r, col, extra)
+                cells[j] = f"{cells[j]} {pm}" if pm and cells[j] != "-" else cells[j]
+            cells = " | ".join(c.replace("|", "\\|") for c in cells)
+            flags = (" " + CAPPED if capped(r) else "") + (" " + CLOSE if k - 1 in close else "")
+            marked |= k - 1 in close
+            parts.append(f"| {k} | {name}{flags} | {cells} |")
         parts.append("")
-    parts.append("*" + _footnote(tables) + "*")
-    if estimated(results):
-        parts.append("\n*" + ESTIMATE_NOTE + "*")
-    if any(capped(r) for r in results):
-        parts.append("\n*" + CAPPED_NOTE + "*")
+    parts.append("\n\n".join(f"*{note}*" for note in _notes(results, tables, marked, spreads)))
     return "\n".join(parts)
-

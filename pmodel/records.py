@@ -69,6 +69,7 @@ class RunResult:
     model_path: str | None = None
     samples_path: str | None = None
     skip: str | None = None
+    seed: int | None = None             # the seed of one repeat, in a run over several seeds
 
     def with_(self, **changes) -> "RunResult":
         return replace(self, **changes)
@@ -80,7 +81,8 @@ class Outcome:
 
     ``failures`` maps a dataset, or ``dataset/label``, to its error message;
     ``fit_states`` maps ``dataset/label`` to the fit task's final state name
-    ("Completed", "Cached", ...); ``timings`` the flow's phases in seconds.
+    ("Completed", "Cached", ...); ``timings`` the flow's phases in seconds. Over several
+    seeds the keys of ``failures`` and ``fit_states`` start with ``seed<S>/``.
     """
 
     experiment: str
@@ -91,3 +93,7 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)
     fit_states: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: a run over several seeds: one row per (dataset, family), mean and ``<metric>_sd`` over
+    #: the seeds (``results`` holds every seed's own)
+    over_seeds: tuple[RunResult, ...] = ()
+    seeds: tuple[int, ...] = ()

@@ -75,6 +75,13 @@ class Truth(ABC):
         training examples, for scores that compare with them)."""
         return {}
 
+    def kl_terms(self, model) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(p, X)`` such that ``kl(model) == kl_categorical(p, model.log_prob(X))``: the
+        examples the KL sums over and their probabilities under P_data, so that a Monte-Carlo
+        ``log_prob`` can be drawn twice (its standard error); None where the KL is no such
+        sum (a quadrature too large to repeat)."""
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class TableTruth(Truth):
@@ -93,6 +100,9 @@ class TableTruth(Truth):
 
     def kl(self, model) -> float:
         return truth_scores.kl_categorical(self.table, model.log_prob(model.domain.all_cells()))
+
+    def kl_terms(self, model) -> tuple[np.ndarray, np.ndarray]:
+        return self.table, model.domain.all_cells()
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +128,9 @@ class RenderTruth(Truth):
 
     def kl(self, model) -> float:
         return truth_scores.kl_categorical(self.probs, model.log_prob(self.images))
+
+    def kl_terms(self, model) -> tuple[np.ndarray, np.ndarray]:
+        return self.probs, self.images
 
     @property
     def index(self) -> image_scores.RenderIndex:

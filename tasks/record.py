@@ -43,11 +43,12 @@ def run_name(result: RunResult) -> str:
 
     entry = result.entry or result.label
     head, *rest = entry.split()
+    seed = f" | seed {result.seed}" if result.seed is not None else ""  # one seed of several
     if head != result.family or not all("=" in t for t in rest):
         return short_run_name(result.family, result.params, result.dataset,
-                              label=result.label)
+                              label=result.label) + seed
     shared = [t.split("=", 1)[0] for t in rest]
-    return short_run_name(result.family, result.params, result.dataset, shared=shared)
+    return short_run_name(result.family, result.params, result.dataset, shared=shared) + seed
 
 
 def training_copies(samples: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -345,7 +346,8 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
     run_id = tracking.start_run(
         uri, experiment_id, name, parent_run_id=parent_run_id,
         tags={"dataset": result.dataset, "family": result.family, "label": result.label,
-              "kind": ingested.kind, "pmodel.code_version": context["code_version"]})
+              "kind": ingested.kind, "seed": str(context["seed"]),
+              "pmodel.code_version": context["code_version"]})
     try:
         params = {"family": result.family, **result.params, "seed": context["seed"],
                   "n_samples": context["n_samples"]}
@@ -412,6 +414,7 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
         # "entry": the experiment's family entry (same on every dataset, so the plot's rows
         # line up); "label": with the kind's own hyperparameters (e.g. a grid's cell size)
         row = {"dataset": r.dataset, "family": r.family, "entry": r.entry, "label": r.label,
+               **({"seed": r.seed} if r.seed is not None else {}),
                "status": "skipped" if r.skip else "failed" if r.error else "ok",
                # the chapter's taxonomy and what the likelihood figure is (exact / lower_bound / none)
                "taxonomy": r.taxonomy or "", "log_prob_kind": r.log_prob_kind or ""}
@@ -423,14 +426,19 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
 
 
 def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                       limit: int = 8000) -> str:
+                       limit: int = 8000, over_seeds: list[RunResult] | None = None) -> str:
     """The parent run's Markdown description: the experiment file's
     description, the leaderboard ranked by KL, and the glossary of the scores
-    it shows (all of it when it fits in ``limit`` characters)."""
+    it shows (all of it when it fits in ``limit`` characters). Over several seeds
+    the leaderboard is ``over_seeds``: each (dataset, family)'s mean ± sd."""
     from pmodel.glossary import glossary_markdown
     from pmodel.leaderboard import as_markdown
 
     names = {(r.dataset, r.label): run_name(r) for r in results}
+    if over_seeds:
+        names = {(r.dataset, r.label): f"{run_name(r)} (mean ± sd over {int(r.metrics.get('n_seeds', 0))} "
+                 "seeds)" for r in over_seeds}
+        results = over_seeds
     head = [f"## {config['name']}", "", (config.get("description") or "").strip(), "",
             "Each child run is one model family fitted to one dataset. To find the best model of a "
             "dataset, sort the runs by `kl_to_truth` (ascending) or by `heldout_loglik` "
@@ -456,10 +464,13 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="log-summary")
 def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list[RunResult],
                        reports: list[str], failures: dict[str, str],
-                       ingested: Ingested | None = None) -> None:
+                       ingested: Ingested | None = None,
+                       over_seeds: list[RunResult] | None = None) -> None:
     """On the parent run: description, config, validation reports, dataset
     inputs, the comparison table (one logged table, not a metric per child)
-    and plot, failures; and the experiment's description."""
+    and plot, failures; and the experiment's description. Over several seeds also
+    ``comparison-over-seeds.csv`` and ``.json``: per (dataset, family), each metric's
+    mean and ``<metric>_sd`` over the seeds, with ``n_seeds``."""
     from pmodel import plots
     from pmodel.glossary import glossary_markdown
 
@@ -472,20 +483,29 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
     frame = comparison_frame(results)
     if len(frame):
         frame.insert(0, "run", [run_name(r) for r in results])
+    over = comparison_frame(over_seeds or [])
+    if len(over):
+        over.insert(0, "run", [run_name(r) for r in over_seeds])
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "comparison.csv"
         frame.to_csv(table, index=False)
         tracking.log_artifact(uri, parent_run_id, table)
+        if len(over):  # per (dataset, family): the mean and sd of each metric over the seeds
+            over.to_csv(Path(tmp) / "comparison-over-seeds.csv", index=False)
+            tracking.log_artifact(uri, parent_run_id, Path(tmp) / "comparison-over-seeds.csv")
+            tracking.log_table(uri, parent_run_id, over, "comparison-over-seeds.json")
         if len(frame):
             tracking.log_table(uri, parent_run_id, frame, "comparison.json")
-            ok = frame[frame["status"] == "ok"]
+            plotted = over if len(over) else frame  # over seeds: one bar per family, the mean
+            ok = plotted[plotted["status"] == "ok"]
             if len(ok):
                 tracking.log_artifact(uri, parent_run_id, plots.comparison_plot(
                     ok, Path(tmp) / "comparison.png",
                     metrics=("kl_to_truth", *(["kl_to_truth_estimate"] if "kl_to_truth_estimate" in ok
                                               else []), "heldout_loglik", "out_of_support_rate"),
                     title=f"{config['name']}: KL to the truth, held-out log-likelihood "
-                    "(over all held-out examples), out-of-support rate"))
+                    "(over all held-out examples), out-of-support rate"
+                    + (" (means over the seeds)" if len(over) else "")))
     tracking.log_text(uri, parent_run_id, glossary_markdown() + "\n", "glossary.md")
     if failures:
         tracking.log_text(uri, parent_run_id,
@@ -497,11 +517,11 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
                           "skipped-fits.txt")
         tracking.set_tags(uri, parent_run_id, {"skipped": "; ".join(
             f"{k}: {why}" for k, why in skips.items())[:5000]})
-    description = parent_description(config, results, failures)
+    description = parent_description(config, results, failures, over_seeds=over_seeds)
     tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
-        config, results, failures, parent_run_id)})
+        config, results, failures, parent_run_id, over_seeds=over_seeds)})
     _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": sum(1 for r in results if not r.skip),
                                               "n_failed": sum(1 for r in results if r.error),
@@ -531,12 +551,12 @@ def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> No
 
 
 def experiment_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                           parent_run_id: str) -> str:
+                           parent_run_id: str, over_seeds: list[RunResult] | None = None) -> str:
     """The experiment's description: the parent's, with the latest run named
     and the whole glossary."""
     from pmodel.glossary import glossary_markdown
 
-    text = parent_description(config, results, failures, limit=10**9)
+    text = parent_description(config, results, failures, limit=10**9, over_seeds=over_seeds)
     text = text.replace("### Leaderboard", f"### Leaderboard of the latest run (`{parent_run_id}`)", 1)
     cut = text.index("### What the scores mean")
     return text[:cut] + "### What the scores mean\n\n" + glossary_markdown()

@@ -472,3 +472,33 @@ def test_the_gpu_profile_fits_the_same_pairs_with_bigger_budgets_and_1000_sample
         # examples the budget lets it see: epochs x n, or max_steps x batch when smaller
         seen = lambda p, n: min(p.get("epochs", 50) * n, (p.get("max_steps") or 10**12) * p.get("batch_size", 64))
         assert seen(pg, n_g) > seen(pc, n_c), (dataset, spec_c.family)
+
+
+def test_a_vaes_monte_carlo_scores_carry_standard_errors_that_match_their_spread():
+    """The IWAE estimate's se is the sd of its per-row estimates / sqrt(n); the KL bound's se
+    (two draws of the ELBO over every cell) agrees with the KL's sd over 40 re-seeded draws."""
+    from pmodel.problems import Problem
+    from pmodel.scores import run_scores
+    from pmodel.scores.run import AGAIN_SEED
+    from pmodel.scores.truth import kl_categorical, kl_monte_carlo_se
+    from pmodel.truths import TableTruth
+
+    domain = CategoricalDomain((3, 4, 5))
+    rng = np.random.default_rng(0)
+    table = rng.dirichlet(np.ones(60))
+    cells = rng.choice(60, size=700, p=table)
+    X = np.stack(np.unravel_index(cells, (3, 4, 5)), axis=1)
+    problem = Problem("t", domain, X[:300], X[300:], truth=TableTruth(table))
+    model = make_family("vae", domain, latent_dim=2, hidden=8, epochs=5, patience=0,
+                        iwae_samples=8).fit(problem.train, rng=np.random.default_rng(1))
+    m, _ = run_scores(model, problem, model.sample(200, rng=np.random.default_rng(2)))
+    iwae = model.log_prob_iwae(problem.heldout)
+    assert m["heldout_loglik_iwae_se"] == pytest.approx(iwae.std(ddof=1) / np.sqrt(400), rel=1e-9)
+    elbo = model.log_prob(problem.heldout)
+    assert m["heldout_loglik_bound_se"] == pytest.approx(elbo.std(ddof=1) / np.sqrt(400), rel=1e-9)
+    every = domain.all_cells()
+    assert m["kl_to_truth_bound"] == kl_categorical(table, model.log_prob(every)) == problem.truth.kl(model)
+    assert m["kl_to_truth_bound_se"] == pytest.approx(
+        kl_monte_carlo_se(table, model.log_prob(every), model.log_prob(every, seed=AGAIN_SEED)), rel=1e-12)
+    kls = [kl_categorical(table, model.log_prob(every, seed=s)) for s in range(40)]
+    assert 0.5 < m["kl_to_truth_bound_se"] / np.std(kls, ddof=1) < 1.6

@@ -80,3 +80,19 @@ def test_the_same_rng_gives_the_same_fit_and_restarts_differ():
     assert a.history_ == b.history_
     assert len(set(np.round(a.final_objective_per_start_, 9))) > 1
     assert a.history_["objective"][-1] == max(a.final_objective_per_start_)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 5])
+def test_the_recorded_objective_is_that_of_the_returned_parameters_also_at_max_iter(max_iter):
+    """EM stopped by max_iter (tol 0 never stops it) records, and picks its best start on, the
+    objective of the parameters it returns, recomputed here from them."""
+    X = fashion.sample_codes(800, rng=np.random.default_rng(5))
+    alpha = 0.2
+    model = make_family("latent_class", DOMAIN, n_components=5, alpha=alpha, n_init=3,
+                        max_iter=max_iter, tol=1e-300).fit(X, rng=np.random.default_rng(2))
+    loglik = model.log_prob(X).mean()
+    objective = loglik + alpha * model.log_theta_.sum() / len(X)
+    assert len(model.history_["objective"]) == max_iter + 1  # the start, then each M-step's result
+    assert model.history_["loglik"][-1] == pytest.approx(loglik, rel=1e-12)
+    assert model.history_["objective"][-1] == pytest.approx(objective, rel=1e-12)
+    assert max(model.final_objective_per_start_) == model.history_["objective"][-1]

@@ -547,3 +547,69 @@ def test_image_validity_on_all_renders(renders):
     got = scores.image_validity(renders, renders)
     assert got["threshold_min"] > 0 and got["threshold_median"] > got["threshold_min"]
     assert got["valid_rate"] == 1.0 and got["n_valid_combinations"] == n_distinct
+
+
+# ---------------------------------------------------------------------------
+# standard errors
+# ---------------------------------------------------------------------------
+
+def test_heldout_loglik_standard_errors_match_numpy():
+    rng = np.random.default_rng(3)
+    lp = rng.normal(-5.0, 2.0, size=400)
+    s = scores.heldout_loglik(lp, n_dims=8)
+    se = math.sqrt(sum((x - lp.mean())**2 for x in lp) / (len(lp) - 1)) / math.sqrt(len(lp))
+    assert s.se == pytest.approx(se, rel=1e-12) and s.se_in_support == s.se
+    assert s.bits_per_dim_se == pytest.approx(se / (8 * math.log(2)), rel=1e-12)
+    # an infinite mean has no standard error; the mean over the support keeps its own
+    lp[[5, 9]] = -np.inf
+    s = scores.heldout_loglik(lp, n_dims=8)
+    finite = lp[np.isfinite(lp)]
+    assert s.se is None and s.bits_per_dim_se is None
+    assert s.se_in_support == pytest.approx(finite.std(ddof=1) / math.sqrt(len(finite)), rel=1e-12)
+    assert scores.heldout_loglik([-1.0]).se is None  # one example: no spread to measure
+
+
+def test_proportion_and_kl_monte_carlo_standard_errors():
+    from pmodel.scores.likelihood import proportion_se
+    from pmodel.scores.truth import kl_monte_carlo_se
+
+    assert proportion_se(0.2, 400) == pytest.approx(math.sqrt(0.2 * 0.8 / 400))
+    assert proportion_se(0.0, 10) == 0.0 and proportion_se(1.0, 10) == 0.0
+    with pytest.raises(ValueError):
+        proportion_se(0.5, 0)
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(50))
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    want = math.sqrt(sum(p[i]**2 * (a[i] - b[i])**2 / 2 for i in range(50)))
+    assert kl_monte_carlo_se(p, a, b) == pytest.approx(want, rel=1e-12)
+    a[3] = -np.inf
+    assert kl_monte_carlo_se(p, a, b) is None
+    p[3], p[4] = 0.0, p[4] + p[3]  # a cell P never draws does not count
+    assert kl_monte_carlo_se(p, a, b) is not None
+
+
+def test_a_standard_error_is_recorded_only_beside_a_finite_estimate():
+    from pmodel.families import CategoricalDomain, make_family
+    from pmodel.problems import Problem
+    from pmodel.scores import run_scores
+    from pmodel.truths import TableTruth
+
+    X = fashion.sample_codes(600, rng=np.random.default_rng(0))
+    problem = Problem("f", CategoricalDomain(fashion.SCHEMA.shape), X[:100], X[100:],
+                      truth=TableTruth(fashion.probability_table().ravel()))
+    model = make_family("naive_bayes", problem.domain, alpha=1.0).fit(problem.train)
+    samples = model.sample(300, rng=np.random.default_rng(1))
+    m, _ = run_scores(model, problem, samples)
+    lp = model.log_prob(problem.heldout)
+    assert m["heldout_loglik_se"] == pytest.approx(lp.std(ddof=1) / math.sqrt(500), rel=1e-12)
+    assert m["heldout_loglik_in_support_se"] == m["heldout_loglik_se"]
+    assert m["out_of_support_rate_se"] == 0.0
+    nov = m["novelty_rate"]
+    assert m["novelty_rate_se"] == pytest.approx(math.sqrt(nov * (1 - nov) / 300))
+    assert "kl_to_truth_se" not in m and "entropy_truth_se" not in m  # exact: no se
+    # the copying multinomial: heldout_loglik is -inf, so no heldout_loglik_se
+    mle = make_family("multinomial", problem.domain, alpha=0.0).fit(problem.train)
+    m, _ = run_scores(mle, problem, mle.sample(300, rng=np.random.default_rng(1)))
+    assert m["heldout_loglik"] == -math.inf and "heldout_loglik_se" not in m
+    assert m["heldout_loglik_in_support_se"] > 0
+    assert all(math.isfinite(v) for k, v in m.items() if k.endswith("_se"))

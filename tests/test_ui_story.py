@@ -170,6 +170,39 @@ def test_leaderboard_groups_by_the_taxonomy_and_never_ranks_a_bound_against_an_e
     assert "y" * 57 + "..." in as_text(long) and "y" * 58 not in as_text(long)
 
 
+def test_leaderboard_shows_standard_errors_and_rows_the_data_cannot_tell_apart():
+    from pmodel.leaderboard import CLOSE, CLOSE_NOTE, as_markdown, as_text, indistinct_from_above, ranked
+    from pmodel.records import RunResult
+
+    def row(label, kind, metrics):
+        return RunResult("jars", "f", label, label, {}, metrics=metrics, log_prob_kind=kind)
+
+    rows = [row("pca", "lower_bound", {"kl_to_truth_bound": 4444.0, "heldout_loglik_bound": -4500.0}),
+            row("diffusion", "lower_bound", {"kl_to_truth_bound": 4438.0, "kl_to_truth_bound_se": 4.0,
+                                             "heldout_loglik_bound": -4490.0, "heldout_loglik_bound_se": 13.0}),
+            row("vae", "lower_bound", {"kl_to_truth_bound": 3000.0, "kl_to_truth_bound_se": 4.0}),
+            row("nb", "exact", {"kl_to_truth": 5000.0, "heldout_loglik": -5100.0, "heldout_loglik_se": 10.0}),
+            row("nb2", "exact", {"kl_to_truth": 5000.5, "heldout_loglik": -5100.0, "heldout_loglik_se": 10.0})]
+    ranked_rows = ranked(rows)["jars"]
+    assert [r.label for r in ranked_rows] == ["nb", "nb2", "vae", "diffusion", "pca"]
+    # |4444 - 4438| = 6 < 2 sqrt(4^2 + 0^2); 3000 vs 4438 is far; an exact KL is never judged by noise
+    assert indistinct_from_above(ranked_rows, True) == {4}
+    text = as_text(rows)
+    lines = text.splitlines()
+    assert next(x for x in lines if x.strip().startswith("diffusion")).split()[2:8] == [
+        "<=", "4438", "±", "4", ">=", "-4490"]
+    assert next(x for x in lines if x.strip().startswith("pca")).rstrip().endswith(CLOSE)
+    assert sum(CLOSE in x for x in lines) == 2 and f"({CLOSE_NOTE})" in text  # the row, the legend
+    nb = next(x for x in lines if x.strip().startswith("nb "))
+    assert "5000 " in nb and "-5100 ± 10" in nb and CLOSE not in nb
+    md = as_markdown(rows)
+    assert "| <= 4438 ± 4 | >= -4490 ± 13 |" in md and f"| pca {CLOSE} |" in md
+    # without standard errors the table is as it was: no ± column, no mark, no legend
+    plain = [row("a", "exact", {"kl_to_truth": 1.0, "heldout_loglik": -2.0}),
+             row("b", "exact", {"kl_to_truth": 1.0, "heldout_loglik": -2.0})]
+    assert "±" not in as_text(plain) and CLOSE not in as_text(plain)
+
+
 def test_run_names_put_what_differs_first():
     from pmodel.records import RunResult
     from tasks.record import run_name

@@ -206,6 +206,8 @@ class ImageFlow(DeepFamily):
     name, kinds = "flow", ("image",)
     taxonomy = "flow"
     log_prob_kind = "lower_bound"
+    #: log_prob is a one-draw estimate of the dequantisation bound; ``seed=s`` draws afresh
+    log_prob_monte_carlo = True
     assumes = "the dequantised images are an invertible warp of Gaussian noise (RealNVP)"
     hyperparameters = {**DeepFamily.hyperparameters,
                        "couplings": Hyper(int, 8, ge=1, le=64, doc="affine coupling layers"),
@@ -227,13 +229,17 @@ class ImageFlow(DeepFamily):
         with torch.no_grad():
             self.module_.marginals.logits.copy_(torch.as_tensor(naive_bayes_logits(X, self.domain.levels, 0.01)))
 
-    def log_prob(self, X) -> np.ndarray:
-        """The dequantisation bound on log P(x), nats, one fixed-seed u per image;
-        -inf for images outside the domain's levels."""
+    def log_prob(self, X, *, seed: int = LOG_PROB_SEED) -> np.ndarray:
+        """An unbiased estimate of the dequantisation bound on log P(x), nats: one u per
+        image, all drawn at once from ``seed`` (by default a fixed one), so the images'
+        estimates are independent and their sd over the held-out images / sqrt(n) holds
+        the u's noise too; -inf for images outside the domain's levels."""
         self._check_fitted()
+        g = _torch.generator(seed)
+
         def dequantised(X):
             x = self._tensor(X)
-            return x + torch.rand(x.shape, generator=_torch.generator(LOG_PROB_SEED))
+            return x + torch.rand(x.shape, generator=g)
 
         return self._batched_in_support(self.domain.check_shape(X), self.module_.log_prob_v,
                                          dequantised, 256)

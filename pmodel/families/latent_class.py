@@ -18,7 +18,8 @@ what EM never decreases is the penalised log-likelihood::
     objective = sum_i log p(x_i) + alpha * sum_{k,j,v} log theta_kj[v]
 
 ``history_`` keeps, per iteration of the chosen start, the mean log-likelihood
-per example (``loglik``) and the objective per example (``objective``).
+per example (``loglik``) and the objective per example (``objective``); the last
+entries are those of the fitted parameters, also when ``max_iter`` ended EM.
 
 Parameters: ``(K - 1) + K * sum_j (levels_j - 1)``.
 
@@ -100,19 +101,30 @@ def seed_responsibilities(H, K: int, rng: np.random.Generator) -> np.ndarray:
 
 def em(H, sizes: np.ndarray, K: int, alpha: float, max_iter: int, tol: float,
        rng: np.random.Generator) -> dict:
-    """One run of EM from k-means++ seeds; its parameters and per-iteration figures."""
+    """One run of EM from k-means++ seeds; its parameters and per-iteration figures.
+
+    The last ``loglik`` and ``objective`` are always those of the parameters returned: when
+    ``max_iter`` M-steps end the loop, the final parameters are scored once more (so the
+    best start is picked on what it returns, not on its parameters one step before)."""
     n = H.shape[0]
     log_w, log_theta = m_step(H, seed_responsibilities(H, K, rng), sizes, alpha)
     loglik, objective = [], []
-    for _ in range(max_iter):
-        joint = joint_log_lik(H, log_w, log_theta)  # E-step
+
+    def e_step() -> tuple[np.ndarray, np.ndarray]:
+        joint = joint_log_lik(H, log_w, log_theta)
         lp = _logsumexp(joint, axis=1)
         loglik.append(float(lp.mean()))
         objective.append(float((lp.sum() + alpha * log_theta.sum()) / n))
+        return joint, lp
+
+    for _ in range(max_iter):
+        joint, lp = e_step()
         if len(objective) > 1 and objective[-1] - objective[-2] < tol * max(1.0, abs(objective[-1])):
             break
         r = np.exp(joint - lp[:, None])
         log_w, log_theta = m_step(H, r, sizes, alpha)  # M-step
+    else:  # max_iter M-steps ran: score the parameters they ended on
+        e_step()
     return {"log_w": log_w, "log_theta": log_theta, "loglik": loglik, "objective": objective}
 
 

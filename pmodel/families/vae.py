@@ -10,7 +10,12 @@
 ``log_prob`` is an estimate of the ELBO (``elbo_samples`` draws of z from a
 fixed seed: the same numbers every call), ``log_prob_kind = "lower_bound"``;
 ``log_prob_iwae`` is the importance-weighted bound with ``iwae_samples`` draws
-(Burda et al. 2016), tighter, still a bound, recorded as its own metric.
+(Burda et al. 2016), tighter, still a bound, recorded as its own metric. Both
+are Monte-Carlo estimates whose means are the bounds; each example draws its own
+z's (one generator per call, consumed batch after batch), so their standard
+errors over the held-out examples (``heldout_loglik_bound_se``,
+``heldout_loglik_iwae_se``) hold the draws' noise as well as the data's, and
+``seed=`` draws a second, independent estimate (the KL bound's se).
 
 - points: MLP encoder and decoder, a Gaussian p(x | z) on standardised lon/lat;
   the density is renormalised to the rectangle with Z estimated from samples.
@@ -159,6 +164,8 @@ class _VAEFamily:
     """Mixin: KL warm-up, the importance-weighted bound and the encoder, for every kind."""
 
     has_iwae = True
+    #: log_prob (and log_prob_iwae) are Monte-Carlo estimates; ``seed=s`` draws afresh
+    log_prob_monte_carlo = True
 
     def _on_epoch(self, epoch):
         # KL warm-up (Bowman et al. 2016): the KL weight rises linearly to 1 over kl_warmup
@@ -206,15 +213,16 @@ class PointsVAE(_VAEFamily, PointsDeep):
     def _draw_z(self, n, g):
         return self.module_.sample(n, g)
 
-    def log_prob(self, X, *, log_prob_z=None) -> np.ndarray:
-        """An estimate of the ELBO (``elbo_samples`` fixed-seed draws) minus log Z, per deg^2."""
-        g = _torch.generator(LOG_PROB_SEED, self.device_)
+    def log_prob(self, X, *, log_prob_z=None, seed: int = LOG_PROB_SEED) -> np.ndarray:
+        """An estimate of the ELBO (``elbo_samples`` draws from ``seed``, by default a fixed
+        one) minus log Z, per deg^2."""
+        g = _torch.generator(seed, self.device_)
         return super().log_prob(X, log_prob_z=log_prob_z or (
             lambda Z: self.module_.elbo(Z, g, self.elbo_samples)))
 
-    def log_prob_iwae(self, X) -> np.ndarray:
+    def log_prob_iwae(self, X, *, seed: int = LOG_PROB_SEED) -> np.ndarray:
         """The importance-weighted bound (``iwae_samples`` draws), renormalised like log_prob."""
-        g = _torch.generator(LOG_PROB_SEED, self.device_)
+        g = _torch.generator(seed, self.device_)
         return super().log_prob(X, log_prob_z=lambda Z: self.module_.iwae(Z, g, self.iwae_samples))
 
 
@@ -273,14 +281,19 @@ class _DiscreteVAEFamily(_VAEFamily, DeepFamily):
             X = self.domain.check_shape(X)
         return self._batched_in_support(X, fn, self._inputs, batch_size)
 
-    def log_prob(self, X) -> np.ndarray:
-        """An estimate of the ELBO (``elbo_samples`` fixed-seed draws), nats."""
-        g = _torch.generator(LOG_PROB_SEED, self.device_)
+    def log_prob(self, X, *, seed: int = LOG_PROB_SEED) -> np.ndarray:
+        """An unbiased estimate of the ELBO (``elbo_samples`` draws of z from ``seed``, by
+        default a fixed one), nats, per example; the draws are independent from example to
+        example."""
+        g = _torch.generator(seed, self.device_)
         return self._bound(X, lambda x: self.module_.elbo(x, g, self.elbo_samples), 256)
 
-    def log_prob_iwae(self, X) -> np.ndarray:
-        """The importance-weighted bound with ``iwae_samples`` fixed-seed draws, nats."""
-        g = _torch.generator(LOG_PROB_SEED, self.device_)
+    def log_prob_iwae(self, X, *, seed: int = LOG_PROB_SEED) -> np.ndarray:
+        """The importance-weighted estimate with ``iwae_samples`` draws of z from ``seed``, nats,
+        per example. Its mean is IWAE_k, a lower bound on log p(x) (one estimate per example
+        is a draw of that estimator: only its mean is a bound); independent draws per example,
+        so the sd over the held-out examples / sqrt(n) holds the draws' noise too."""
+        g = _torch.generator(seed, self.device_)
         return self._bound(X, lambda x: self.module_.iwae(x, g, self.iwae_samples), 64)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:

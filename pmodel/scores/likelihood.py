@@ -27,6 +27,16 @@ class LogLikScore:
     bits_per_dim, bits_per_dim_in_support : float or None
         ``-mean / (n_dims ln 2)`` of the two means when ``n_dims`` was given
         (+inf when ``mean_loglik`` is -inf), else None.
+    se, se_in_support : float or None
+        Standard errors of the two means, :func:`mean_se` of the log-probabilities
+        they average: ``sd / sqrt(n)``, the rows being independent draws of P_data.
+        None where the mean is infinite or nan, or rests on fewer than 2 examples.
+        When each row's value is itself a Monte-Carlo estimate (a bound estimated
+        with random draws independent from row to row), this se holds both the
+        data's noise and the draws' noise: the rows' values are then independent
+        and identically distributed, and their spread has both in it.
+    bits_per_dim_se, bits_per_dim_in_support_se : float or None
+        The same in bits per dimension (``se / (n_dims ln 2)``).
     """
 
     mean_loglik: float
@@ -36,6 +46,43 @@ class LogLikScore:
     n_finite: int
     bits_per_dim: float | None
     bits_per_dim_in_support: float | None
+    se: float | None = None
+    se_in_support: float | None = None
+    bits_per_dim_se: float | None = None
+    bits_per_dim_in_support_se: float | None = None
+
+
+def mean_se(values) -> float | None:
+    """Standard error of the mean of independent values: ``sd / sqrt(n)``, ``sd`` the
+    sample standard deviation (ddof 1); None when fewer than 2 values or any is not finite.
+
+    Examples
+    --------
+    >>> round(mean_se([1.0, 2.0, 3.0, 4.0]), 6)
+    0.645497
+    >>> mean_se([1.0, -np.inf]) is None
+    True
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size < 2 or not np.isfinite(v).all():
+        return None
+    return float(np.std(v, ddof=1) / np.sqrt(v.size))
+
+
+def proportion_se(rate: float, n: int) -> float:
+    """Standard error of a share of ``n`` independent yes/no outcomes (a binomial
+    proportion), plug-in: ``sqrt(p (1 - p) / n)``. It is 0 when the share is 0 or 1;
+    then the share itself is only known to within about 3 / n (the rule of three).
+
+    Examples
+    --------
+    >>> proportion_se(0.5, 100)
+    0.05
+    """
+    if n < 1:
+        raise ValueError(f"a proportion needs at least one outcome, got n = {n}")
+    p = float(rate)
+    return float(np.sqrt(max(p * (1.0 - p), 0.0) / n))
 
 
 def heldout_loglik(log_probs, *, n_dims: int | None = None) -> LogLikScore:
@@ -82,6 +129,14 @@ def heldout_loglik(log_probs, *, n_dims: int | None = None) -> LogLikScore:
         # bits/dim = -(nats per example) / (n_dims ln 2)
         return None if n_dims is None else float(-m / (n_dims * np.log(2.0)))
 
+    se_in_support = mean_se(lp[finite])
+    se = se_in_support if n_finite == n else None
+
+    def bpd_se(s: float | None) -> float | None:
+        return None if s is None or n_dims is None else float(s / (n_dims * np.log(2.0)))
+
     return LogLikScore(mean_loglik=mean, mean_loglik_in_support=in_support,
                        out_of_support_rate=(n - n_finite) / n, n=n, n_finite=n_finite,
-                       bits_per_dim=bpd(mean), bits_per_dim_in_support=bpd(in_support))
+                       bits_per_dim=bpd(mean), bits_per_dim_in_support=bpd(in_support),
+                       se=se, se_in_support=se_in_support, bits_per_dim_se=bpd_se(se),
+                       bits_per_dim_in_support_se=bpd_se(se_in_support))

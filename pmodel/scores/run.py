@@ -48,6 +48,12 @@ train_seconds,                 when its seconds cap (not its epochs or steps) st
 seconds_per_epoch,
 stopped_by_seconds,
 mass_outside_domain            points: the model's raw mass outside the rectangle
+<metric>_se                    the standard error of an estimated metric: held-out means  as the metric
+                               (sd / sqrt(n) over the rows; with a Monte-Carlo bound
+                               drawn per row it holds the draws' noise too), shares of
+                               samples or rows (sqrt(p (1 - p) / n)), a Monte-Carlo KL
+                               bound over tables or renders (two independent draws);
+                               absent beside an exact or infinite value
 =============================  =========================================================  =================
 """
 
@@ -58,38 +64,86 @@ import math
 from pmodel.scores import land as land_scores
 from pmodel.scores import latent as latent_scores
 from pmodel.scores.likelihood import heldout_loglik as _heldout
+from pmodel.scores.likelihood import proportion_se as _proportion_se
 from pmodel.scores.novelty import novelty as _novelty
 from pmodel.scores.prdc import prdc as _prdc
 from pmodel.scores.registry import ScoreContext, score
+from pmodel.scores.truth import kl_categorical as _kl_categorical
+from pmodel.scores.truth import kl_monte_carlo_se as _kl_mc_se
 
 
 def _n_dims(ctx: ScoreContext) -> int | None:
     return ctx.problem.domain.n_features if ctx.problem.kind == "image" else None
 
 
+#: Suffix of a metric's standard error: ``heldout_loglik_se`` beside ``heldout_loglik``.
+SE_SUFFIX = "_se"
+
+#: Shares of independent yes/no outcomes (samples, or held-out examples): each gets the
+#: binomial standard error ``sqrt(p (1 - p) / n)`` as ``<name>_se``. Not ``unique_rate``
+#: (duplicates are pairs, not outcomes of one draw), nor ``land_coverage``, ``prdc_*`` or
+#: ``median_render_distance`` (no closed form; repeats over seeds give their spread).
+PROPORTIONS = ("valid_rate", "valid_novel_rate", "near_render_rate", "near_render_rate_16",
+               "on_land_rate", "novelty_rate")
+
+
+def _with_se(out: dict[str, float], name: str, se: float | None) -> None:
+    """``out[name + "_se"] = se`` unless there is none (an infinite mean, under two examples)."""
+    if se is not None:
+        out[name + SE_SUFFIX] = se
+
+
+def _proportion_ses(rates: dict[str, float], n: int) -> dict[str, float]:
+    return {k + SE_SUFFIX: _proportion_se(v, n) for k, v in rates.items() if k in PROPORTIONS}
+
+
+def _loglik_metrics(s, names: dict[str, str], in_support: bool) -> dict[str, float]:
+    """The held-out means of ``s`` and their standard errors under ``names``
+    (``mean``, ``bpd``, and with ``in_support`` ``in_support`` and ``bpd_in_support``)."""
+    out = {names["mean"]: s.mean_loglik}
+    _with_se(out, names["mean"], s.se)
+    if in_support:
+        out[names["in_support"]] = s.mean_loglik_in_support
+        _with_se(out, names["in_support"], s.se_in_support)
+    if s.bits_per_dim is not None:
+        out[names["bpd"]] = s.bits_per_dim
+        _with_se(out, names["bpd"], s.bits_per_dim_se)
+        if in_support:
+            out[names["bpd_in_support"]] = s.bits_per_dim_in_support
+            _with_se(out, names["bpd_in_support"], s.bits_per_dim_in_support_se)
+    return out
+
+
+def _oos(s) -> dict[str, float]:
+    return {"out_of_support_rate": s.out_of_support_rate,
+            "out_of_support_rate_se": _proportion_se(s.out_of_support_rate, s.n)}
+
+
 @score("heldout_loglik", needs=("exact",),
        metrics=("heldout_loglik", "heldout_loglik_in_support", "out_of_support_rate",
-                "heldout_bits_per_dim", "heldout_bits_per_dim_in_support"))
+                "heldout_bits_per_dim", "heldout_bits_per_dim_in_support",
+                "heldout_loglik_se", "heldout_loglik_in_support_se", "out_of_support_rate_se",
+                "heldout_bits_per_dim_se", "heldout_bits_per_dim_in_support_se"))
 def heldout_loglik(ctx: ScoreContext) -> dict[str, float]:
-    """The model's exact log-likelihood of the held-out examples."""
+    """The model's exact log-likelihood of the held-out examples, with standard errors
+    over the held-out rows (sd / sqrt(n); none for an infinite mean)."""
     s = _heldout(ctx.heldout_log_prob(), n_dims=_n_dims(ctx))
-    out = {"heldout_loglik": s.mean_loglik, "heldout_loglik_in_support": s.mean_loglik_in_support,
-           "out_of_support_rate": s.out_of_support_rate}
-    if s.bits_per_dim is not None:
-        out.update(heldout_bits_per_dim=s.bits_per_dim,
-                   heldout_bits_per_dim_in_support=s.bits_per_dim_in_support)
-    return out
+    out = _loglik_metrics(s, {"mean": "heldout_loglik", "in_support": "heldout_loglik_in_support",
+                              "bpd": "heldout_bits_per_dim",
+                              "bpd_in_support": "heldout_bits_per_dim_in_support"}, True)
+    return {**out, **_oos(s)}
 
 
 @score("heldout_loglik_bound", needs=("bound",),
-       metrics=("heldout_loglik_bound", "out_of_support_rate", "heldout_bits_per_dim_bound"))
+       metrics=("heldout_loglik_bound", "out_of_support_rate", "heldout_bits_per_dim_bound",
+                "heldout_loglik_bound_se", "out_of_support_rate_se", "heldout_bits_per_dim_bound_se"))
 def heldout_loglik_bound(ctx: ScoreContext) -> dict[str, float]:
-    """A lower bound on the held-out log-likelihood (its own name: never mixed with exact values)."""
+    """A lower bound on the held-out log-likelihood (its own name: never mixed with exact values).
+    Where the bound is a Monte-Carlo estimate drawn independently per row (ELBO, diffusion
+    bound), its se over the rows holds the draws' noise as well as the data's."""
     s = _heldout(ctx.heldout_log_prob(), n_dims=_n_dims(ctx))
-    out = {"heldout_loglik_bound": s.mean_loglik, "out_of_support_rate": s.out_of_support_rate}
-    if s.bits_per_dim is not None:
-        out["heldout_bits_per_dim_bound"] = s.bits_per_dim
-    return out
+    out = _loglik_metrics(s, {"mean": "heldout_loglik_bound", "bpd": "heldout_bits_per_dim_bound"}, False)
+    return {**out, **_oos(s)}
 
 
 @score("entropy_truth", needs=("truth", "truth:summed"))
@@ -104,10 +158,29 @@ def kl_to_truth(ctx: ScoreContext) -> dict[str, float]:
     return {"kl_to_truth": ctx.truth.kl(ctx.model)}
 
 
-@score("kl_to_truth_bound", needs=("truth", "bound", "truth:summed"))
+#: The seed of the second, independent draws of a Monte-Carlo log_prob (its KL's standard
+#: error); distinct from every family's own fixed LOG_PROB_SEED.
+AGAIN_SEED = 1_000_003
+
+
+@score("kl_to_truth_bound", needs=("truth", "bound", "truth:summed"), metrics=("kl_to_truth_bound", "kl_to_truth_bound_se"))
 def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
-    """An upper bound on KL(P_data || P_model): the KL sum with a lower bound in place of log q."""
-    return {"kl_to_truth_bound": ctx.truth.kl(ctx.model)}
+    """An upper bound on KL(P_data || P_model): the KL sum with a lower bound in place of log q.
+    Where the family's bound is a Monte-Carlo estimate (``log_prob_monte_carlo``: a VAE's
+    ELBO, the diffusion bound, a flow's dequantisation) and the KL is a sum over examples
+    (tables, renders), the sum is drawn a second time from another seed for its standard
+    error (:func:`~pmodel.scores.truth.kl_monte_carlo_se`); the value is the first draw's,
+    the same as ``truth.kl(model)``. Not on the land map (a quadrature over 1.6 million
+    cells)."""
+    model, truth = ctx.model, ctx.truth
+    terms = truth.kl_terms(model) if getattr(type(model), "log_prob_monte_carlo", False) else None
+    if terms is None:
+        return {"kl_to_truth_bound": truth.kl(model)}
+    p, X = terms
+    log_q = model.log_prob(X)
+    out = {"kl_to_truth_bound": _kl_categorical(p, log_q)}
+    _with_se(out, "kl_to_truth_bound", _kl_mc_se(p, log_q, model.log_prob(X, seed=AGAIN_SEED)))
+    return out
 
 
 def _estimate(name: str, est) -> dict[str, float]:
@@ -146,20 +219,23 @@ def skeleton(ctx: ScoreContext) -> dict[str, float]:
 
 @score("truth_sample_scores", needs=("truth",),
        metrics=("valid_rate", "n_valid_combinations", "valid_novel_rate", "near_render_rate",
-                "near_render_rate_16", "median_render_distance", "on_land_rate", "land_coverage"))
+                "near_render_rate_16", "median_render_distance", "on_land_rate", "land_coverage",
+                *(k + SE_SUFFIX for k in PROPORTIONS if k != "novelty_rate")))
 def truth_sample_scores(ctx: ScoreContext) -> dict[str, float]:
-    """The sample scores only the dataset's truth can give (validity, valid and novel, land vs ocean)."""
-    return ctx.truth.sample_scores(ctx.samples, train=ctx.problem.train)
+    """The sample scores only the dataset's truth can give (validity, valid and novel, land vs
+    ocean); each share of samples with its binomial standard error."""
+    out = ctx.truth.sample_scores(ctx.samples, train=ctx.problem.train)
+    return {**out, **_proportion_ses(out, len(ctx.samples))}
 
 
-@score("heldout_loglik_iwae", needs=("iwae",), metrics=("heldout_loglik_iwae", "heldout_bits_per_dim_iwae"))
+@score("heldout_loglik_iwae", needs=("iwae",),
+       metrics=("heldout_loglik_iwae", "heldout_bits_per_dim_iwae", "heldout_loglik_iwae_se",
+                "heldout_bits_per_dim_iwae_se"))
 def heldout_loglik_iwae(ctx: ScoreContext) -> dict[str, float]:
-    """The importance-weighted bound (a VAE's IWAE_k): tighter than the ELBO, still a lower bound."""
+    """The importance-weighted bound (a VAE's IWAE_k): tighter than the ELBO, still a lower
+    bound; its se over the rows holds the k draws' noise too (drawn independently per row)."""
     s = _heldout(ctx.model.log_prob_iwae(ctx.problem.heldout), n_dims=_n_dims(ctx))
-    out = {"heldout_loglik_iwae": s.mean_loglik}
-    if s.bits_per_dim is not None:
-        out["heldout_bits_per_dim_iwae"] = s.bits_per_dim
-    return out
+    return _loglik_metrics(s, {"mean": "heldout_loglik_iwae", "bpd": "heldout_bits_per_dim_iwae"}, False)
 
 
 @score("training", needs=("trained",),
@@ -193,11 +269,12 @@ def prdc(ctx: ScoreContext) -> dict[str, float]:
     return {f"prdc_{k}": v for k, v in _prdc(ctx.problem.heldout, ctx.samples, k=5).items()}
 
 
-@score("novelty", metrics=("novelty_rate", "unique_rate"))
+@score("novelty", metrics=("novelty_rate", "unique_rate", "novelty_rate_se"))
 def novelty(ctx: ScoreContext) -> dict[str, float]:
-    """Share of samples that are no training copy, and share of distinct samples."""
-    return _novelty(ctx.samples, ctx.problem.train)
-
+    """Share of samples that are no training copy (with its binomial se), and share of
+    distinct samples."""
+    out = _novelty(ctx.samples, ctx.problem.train)
+    return {**out, **_proportion_ses(out, len(ctx.samples))}
 
 
 @score("latent_r2", needs=("encoder", "factors"), metrics=("latent_r2", "latent_r2_<factor>"))

@@ -84,6 +84,43 @@ def kl_categorical(p, log_q) -> float:
     return float((p[pos] * (np.log(p[pos]) - lq)).sum())
 
 
+def kl_monte_carlo_se(p, log_q, log_q_again) -> float | None:
+    """The Monte-Carlo standard error of ``kl_categorical(p, log_q)`` when each ``log_q`` is
+    an estimate (a bound estimated with random draws, independent from cell to cell), from a
+    second, independent estimate ``log_q_again`` of the same cells, nats.
+
+    The KL is ``sum_x p(x) (log p(x) - log_q(x))`` over fixed cells, so its only noise is
+    the draws': ``Var = sum_x p(x)^2 Var(log_q(x))``, and ``(log_q - log_q_again)^2 / 2``
+    is an unbiased estimate of ``Var(log_q(x))``::
+
+        se = sqrt( sum_{x: p(x) > 0} p(x)^2 (log_q(x) - log_q_again(x))^2 / 2 )
+
+    Parameters
+    ----------
+    p : array-like, the probabilities of P (sums to 1)
+    log_q, log_q_again : array-like, same shape, two independent estimates of log q
+
+    Returns
+    -------
+    float, or None when either estimate is -inf on a cell of P (the KL is then infinite)
+
+    Examples
+    --------
+    >>> kl_monte_carlo_se([0.5, 0.5], [-1.0, -1.0], [-1.0, -3.0])
+    0.7071067811865476
+    """
+    p = _probability_table(p)
+    a = np.asarray(log_q, dtype=np.float64)
+    b = np.asarray(log_q_again, dtype=np.float64)
+    if a.shape != p.shape or b.shape != p.shape:
+        raise ValueError(f"log_q and log_q_again must have the shape of p, {p.shape}; got "
+                         f"{a.shape} and {b.shape}")
+    pos = p > 0
+    if not (np.isfinite(a[pos]).all() and np.isfinite(b[pos]).all()):
+        return None
+    return float(np.sqrt(np.sum(p[pos]**2 * (a[pos] - b[pos])**2) / 2.0))
+
+
 _KL_LAND_CHUNK = 1 << 18  # grid cells per call of log_density (about 6 MB of points)
 
 
