@@ -105,8 +105,8 @@ SCORES: dict[str, Score] = {
         "the mutual information gap of one known factor", "fraction 0..1", "higher"),
     "kl_to_truth_bound": Score(
         "an UPPER bound on KL(P_data || P_model) for families that give only a lower bound on "
-        "log p: the same exact sum with the bound in place of log p (the importance-weighted one where "
-        "the family has one; the true KL is at most this in expectation)",
+        "log p: the same exact sum with the bound in place of log p (the importance-weighted one for a "
+        "VAE on tables; the true KL is at most this in expectation)",
         "nats per example", "lower"),
     "on_land_rate": Score("points: share of samples on land (the chapter's 'never at sea')",
                           "fraction 0..1", "higher"),

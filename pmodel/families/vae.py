@@ -311,6 +311,8 @@ class CategoricalVAEFamily(_DiscreteVAEFamily):
 
     name, kinds = "vae", ("categorical",)
     taxonomy = "latent variable"
+    #: the KL bound sums IWAE, not the single-draw ELBO, over the cells (pmodel/scores/run.py)
+    kl_bound_iwae = True
     dtype = torch.float64
     assumes = "the columns are independent given a low-dimensional Gaussian code"
     hyperparameters = {**DeepFamily.hyperparameters, **VAE_HYPERPARAMETERS,

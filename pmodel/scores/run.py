@@ -166,7 +166,7 @@ AGAIN_SEED = 1_000_003
 @score("kl_to_truth_bound", needs=("truth", "bound", "truth:summed"), metrics=("kl_to_truth_bound", "kl_to_truth_bound_se"))
 def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
     """An upper bound on KL(P_data || P_model): the KL sum with a lower bound in place of log q
-    (the importance-weighted bound where the family has one, the tightest it gives). Where the family's bound is a Monte-Carlo estimate (``log_prob_monte_carlo``: a VAE's
+    (the importance-weighted bound of a VAE on tables, see :func:`_tightest_bound`). Where the family's bound is a Monte-Carlo estimate (``log_prob_monte_carlo``: a VAE's
     ELBO, the diffusion bound, a flow's dequantisation) and the KL is a sum over examples
     (tables, renders), the sum is drawn a second time from another seed for its standard
     error (:func:`~pmodel.scores.truth.kl_monte_carlo_se`); the value is the first draw's,
@@ -185,11 +185,14 @@ def kl_to_truth_bound(ctx: ScoreContext) -> dict[str, float]:
 
 
 def _tightest_bound(model):
-    """The family's tightest Monte-Carlo lower bound on log q: the importance-weighted one where
-    it has one (a VAE), else ``log_prob``. A single-draw ELBO per cell makes the KL sum too
-    noisy to rank by: on asia (256 cells) its draws spread from -0.2 to 1.0 nats around a KL
-    of 0.08, negative values included; IWAE's stay within 0.01 of it."""
-    return model.log_prob_iwae if getattr(type(model), "has_iwae", False) else model.log_prob
+    """The lower bound on log q the KL sum uses: the importance-weighted one where the family
+    says it is worth its cost (``kl_bound_iwae``: the VAE on tables), else ``log_prob``. On a
+    table the sum is over few cells, most of the mass on a handful, and a single-draw ELBO per
+    cell makes it too noisy to rank by: on asia (256 cells) its draws spread from -0.2 to 1.0
+    nats around a KL of 0.08, negative values included; IWAE's stay within 0.01 of it. On
+    images the sum runs over 3,552 renders, so the ELBO's noise averages out (its se says how
+    much), while IWAE would cost ``iwae_samples`` decoder passes per render."""
+    return model.log_prob_iwae if getattr(type(model), "kl_bound_iwae", False) else model.log_prob
 
 
 def _estimate(name: str, est) -> dict[str, float]:
