@@ -30,6 +30,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from pmodel.families import _cpt
 from pmodel.families.base import ALPHA, Family, check_alpha
 from pmodel.families.domains import CategoricalDomain
 
@@ -99,13 +100,6 @@ def _log_conditional(counts: np.ndarray, alpha: float) -> np.ndarray:
     return np.where(total > 0, out, -np.log(K))
 
 
-def _draw(log_rows: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One inverse-CDF draw from row ``rows[i]`` of a table of log-probabilities, for each i."""
-    cdf = np.cumsum(np.exp(log_rows), axis=1)[rows]  # (n, K)
-    u = rng.random(len(rows)) * cdf[:, -1]
-    return np.minimum((cdf <= u[:, None]).sum(axis=1), log_rows.shape[1] - 1)
-
-
 # ---------------------------------------------------------------------------
 # The family
 # ---------------------------------------------------------------------------
@@ -171,28 +165,23 @@ class ChowLiuTree(Family):
                                      for j in range(d)))
         return self
 
+    @property
+    def parents_(self) -> list[list[int]]:
+        """Each column's parent set in ``pmodel.families._cpt``'s form: [] for the root."""
+        return [[] if p < 0 else [int(p)] for p in self.parent_]
+
     def log_prob(self, X) -> np.ndarray:
         self._check_fitted()
         X = np.asarray(X)
         inside = self.domain.in_support(X)
         Xs = np.where(inside[:, None], X, 0).astype(np.int64)
-        total = np.zeros(len(X))
-        for j, table in enumerate(self.log_cpt_):
-            p = int(self.parent_[j])
-            rows = np.zeros(len(X), dtype=np.int64) if p < 0 else Xs[:, p]
-            total += table[rows, Xs[:, j]]
-        return np.where(inside, total, -np.inf)
+        lp = _cpt.log_prob(Xs, self.parents_, self.log_cpt_, self.domain.shape)
+        return np.where(inside, lp, -np.inf)
 
     def sample(self, n_samples: int, *, rng: np.random.Generator) -> np.ndarray:
         """Ancestral sampling: the root, then each column given its parent, in ``order_``."""
         self._check_fitted()
-        n = self._check_n(n_samples)
-        out = np.zeros((n, len(self.log_cpt_)), dtype=np.int64)
-        for j in self.order_:
-            p = int(self.parent_[j])
-            rows = np.zeros(n, dtype=np.int64) if p < 0 else out[:, p]
-            out[:, j] = _draw(self.log_cpt_[j], rows, rng)
-        return out
+        return _cpt.sample(self._check_n(n_samples), self.parents_, self.log_cpt_, self.order_, rng)
 
     def tree_edges(self, names=None) -> set[frozenset]:
         """The tree's edges as unordered pairs (of column names when given)."""
