@@ -152,10 +152,11 @@ def fmt(value) -> str:
 
 def spread(metrics: dict, key: str) -> tuple[float, str] | None:
     """``(value, "sd")`` from ``<key>_sd`` (a mean over seeds), else ``(value, "se")`` from
-    ``<key>_se``, else None (an exact value, or none recorded)."""
+    ``<key>_se``, else None (an exact value, none recorded, or a spread of 0)."""
     for suffix in ("sd", "se"):
         value = (metrics or {}).get(f"{key}_{suffix}")
-        if value is not None and math.isfinite(float(value)):
+        # 0 says nothing a reader can use ("1 ± 0" for a share of 1): shown as no spread
+        if value is not None and math.isfinite(float(value)) and float(value) > 0:
             return float(value), suffix
     return None
 
@@ -188,7 +189,8 @@ CLOSE_NOTE = (f"{CLOSE}: this row's ranking score differs from the row above by 
               "counting as se 0): the data do not tell the two apart.")
 SPREAD_NOTE = ("±: the standard error of an estimate (held-out means: sd / sqrt(n) over the "
                "held-out examples; a share of samples: sqrt(p (1 - p) / n); a Monte-Carlo bound "
-               "holds its draws' noise too); none beside an exact value.")
+               "holds its draws' noise too); none beside an exact value, nor where it is 0 (a share of 0 or "
+               "1, or seeds that agree).")
 SEEDS_NOTE = ("Over several seeds each value is the mean over the seeds and ± their standard "
               "deviation (data, fit and samples redrawn per seed).")
 

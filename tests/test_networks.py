@@ -191,6 +191,34 @@ def test_scores_are_exact_on_a_small_network_and_estimated_on_a_large_one(asia, 
         assert "learns no graph" in skipped["skeleton"]
 
 
+def test_a_vaes_kl_bound_on_a_small_network_is_the_iwae_sum_over_every_state_with_its_se(asia, alarm):
+    """On asia the KL sum runs over its 256 states, drawn twice for a standard error, with the
+    VAE's importance-weighted bound (a single-draw ELBO per state made the sum negative)."""
+    from pmodel.problems import Problem
+    from pmodel.scores import run_scores
+    from pmodel.scores.run import AGAIN_SEED
+    from pmodel.scores.truth import kl_categorical, kl_monte_carlo_se
+    from pmodel.truths import NetworkTruth
+
+    truth = NetworkTruth(asia, n_draws=2_000)
+    p, X = truth.kl_terms(None)
+    assert len(X) == asia.n_states == 256 and len({tuple(r) for r in X}) == 256
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    train = asia.sample_codes(600, rng=np.random.default_rng(0))
+    exact = make_family("chow_liu", CategoricalDomain(asia.shape)).fit(train)
+    assert kl_categorical(p, exact.log_prob(X)) == pytest.approx(truth.kl(exact), rel=1e-10)
+    assert NetworkTruth(alarm).kl_terms(None) is None  # 10^16.2 states: no such sum
+
+    problem = Problem("asia", CategoricalDomain(asia.shape), train[:400], train[400:], truth, schema=asia.schema)
+    vae = make_family("vae", problem.domain, epochs=3, patience=0, iwae_samples=16).fit(
+        problem.train, rng=np.random.default_rng(1))
+    m, _ = run_scores(vae, problem, vae.sample(50, rng=np.random.default_rng(2)))
+    assert m["kl_to_truth_bound"] == kl_categorical(p, vae.log_prob_iwae(X))
+    assert m["kl_to_truth_bound_se"] == pytest.approx(
+        kl_monte_carlo_se(p, vae.log_prob_iwae(X), vae.log_prob_iwae(X, seed=AGAIN_SEED)), rel=1e-12)
+    assert m["kl_to_truth_bound"] > -3 * m["kl_to_truth_bound_se"]  # an upper bound on a KL >= 0
+
+
 # ---------------------------------------------------------------------------
 # Skeleton scores
 # ---------------------------------------------------------------------------

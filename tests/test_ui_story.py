@@ -201,6 +201,13 @@ def test_leaderboard_shows_standard_errors_and_rows_the_data_cannot_tell_apart()
     plain = [row("a", "exact", {"kl_to_truth": 1.0, "heldout_loglik": -2.0}),
              row("b", "exact", {"kl_to_truth": 1.0, "heldout_loglik": -2.0})]
     assert "±" not in as_text(plain) and CLOSE not in as_text(plain)
+    # a spread of 0 (a share of 1: sqrt(p (1 - p) / n) = 0) is shown as none, not "1 ± 0"
+    from pmodel.leaderboard import pm_text
+
+    assert pm_text({"x": 1.0, "x_se": 0.0}, "x") == "" and pm_text({"x": 0.5, "x_se": 0.02}, "x") == "± 0.02"
+    share = [row("a", "exact", {"kl_to_truth": 1.0, "novelty_rate": 1.0, "novelty_rate_se": 0.0}),
+             row("b", "exact", {"kl_to_truth": 2.0, "novelty_rate": 0.5, "novelty_rate_se": 0.05})]
+    assert "± 0 " not in as_text(share) + " " and "0.5 ± 0.05" in as_text(share)
 
 
 def test_run_names_put_what_differs_first():
