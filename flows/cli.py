@@ -159,6 +159,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from flows.sweep import sweep_command
+
+    return sweep_command(args)
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     import time
 
@@ -369,6 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an existing Dask scheduler (with --runner dask; needs a Prefect server, "
                      "PREFECT_API_URL); without it --runner dask starts a local 2-worker cluster")
     run.set_defaults(func=_cmd_run)
+
+    swp = sub.add_parser("sweep", help="search a family's hyperparameters on a dataset (Optuna's TPE, "
+                         "pruning deep fits on their validation loss)",
+                         description="Trials of FAMILY on DATASET of EXPERIMENT, each a child run; the "
+                         "study is kept in the project (sweeps/optuna.db), so the same command again "
+                         "adds trials to it.")
+    swp.add_argument("experiment", metavar="EXPERIMENT")
+    swp.add_argument("--family", required=True)
+    swp.add_argument("--dataset", required=True)
+    swp.add_argument("--trials", type=_positive, required=True, help="trials to add to the study")
+    swp.add_argument("--jobs", type=_positive, default=1, help="trials at once on the task runner (default 1)")
+    swp.add_argument("--pruner", choices=("median", "halving", "none"), default="median")
+    swp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    swp.add_argument("--tracking-uri", default=None)
+    swp.add_argument("--runner", choices=("threads", "dask"), default=None)
+    swp.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT")
+    swp.set_defaults(func=_cmd_sweep)
 
     smp = sub.add_parser("sample", help="draw samples from the model a run recorded",
                          description="RUN is a child run id (or runs:/ID/model): its model is "
