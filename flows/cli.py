@@ -121,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 warn=lambda m: print(f"pmodel run: note: {m}", file=sys.stderr)) as runner:
             state = run_experiment.with_options(task_runner=runner)(
                 args.experiment, overrides=args.set or [], tracking_uri=args.tracking_uri,
-                refresh=args.refresh, return_state=True)
+                refresh=args.refresh, system_metrics=args.system_metrics, return_state=True)
     except RunnerError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT",
                      help="an existing Dask scheduler (with --runner dask; needs a Prefect server, "
                      "PREFECT_API_URL); without it --runner dask starts a local 2-worker cluster")
+    run.add_argument("--system-metrics", action="store_true",
+                     help="log MLflow's system metrics (CPU, memory, disk, network, GPU) on the parent "
+                     "run while the flow runs")
     run.set_defaults(func=_cmd_run)
 
     swp = sub.add_parser("sweep", help="search a family's hyperparameters on a dataset (Optuna's TPE, "

@@ -211,3 +211,25 @@ def test_sweeping_a_family_without_ranges_is_a_usage_error(capsys):
     code = main(["sweep", str(TINY), "--family", "box", "--dataset", "fashion", "--trials", "1"])
     assert code == EXIT_USAGE
     assert "'box' declares no search ranges" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Training as MLflow shows it (issue 18 item 5)
+# ---------------------------------------------------------------------------
+
+def test_a_deep_fit_on_land_logs_a_map_per_epoch_and_the_run_its_system_metrics(prefect_harness, store):
+    from flows.experiment import run_experiment
+
+    state = run_experiment(str(REPO / "tests" / "experiments" / "watch-tiny.yaml"), tracking_uri=store,
+                           system_metrics=True, return_state=True)
+    assert state.is_completed(), state.message
+    outcome = state.result()
+    client, children = _children(store, outcome.parent_run_id)
+    (child,) = children
+    pictures = [a.path for a in client.list_artifacts(child.info.run_id, "images") if a.path.endswith(".png")]
+    steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures if "samples-while-training" in p)
+    assert steps == [1, 2, 3], pictures  # an MLflow image sequence: one map after each epoch
+    parent = client.get_run(outcome.parent_run_id)
+    system = {k for k in parent.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
+    assert 0 <= parent.data.metrics["system/cpu_utilization_percentage"] <= 100

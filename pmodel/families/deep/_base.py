@@ -90,7 +90,7 @@ class DeepFamily(Family):
                             after_epoch=self._after_epoch, desc=f"{self.name} ({self.kind})")
 
     def watch(self, callback, *, pictures: int = 6, n_samples: int = 16) -> "DeepFamily":
-        """Pictures while training (images): ``pictures`` times, evenly over the epochs the
+        """Pictures while training (images and points): ``pictures`` times, evenly over the epochs the
         budget allows, ``callback(epoch, samples)`` gets ``n_samples`` draws, (n_samples,
         *event_shape). The draws use a generator of their own, seeded by the epoch, so a
         watched fit and an unwatched one end with the same weights. Not saved with the model."""
@@ -110,13 +110,18 @@ class DeepFamily(Family):
 
     def _after_epoch(self, epoch: int, history: dict[str, list[float]]) -> None:
         callback, pictures, n = getattr(self, "_watch", (None, 0, 0))
-        if callback is not None and pictures >= 1 and self.kind == "image" and not (epoch + 1) % self._every:
-            callback(epoch + 1, self.sample(n, rng=np.random.default_rng([PROGRESS_SEED, epoch])))
+        if callback is not None and pictures >= 1 and self.kind in ("image", "points") \
+                and not (epoch + 1) % self._every:
+            callback(epoch + 1, self._progress_sample(n, np.random.default_rng([PROGRESS_SEED, epoch])))
         if self._report is not None:  # last: it may stop the fit (StopTraining)
             self._report(epoch + 1, {k: list(v) for k, v in history.items()})
 
     def _after_fit(self, X: np.ndarray, rng: np.random.Generator) -> None:
         """After training (e.g. the rectangle's mass)."""
+
+    def _progress_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Samples for a picture while training (the model as it is after an epoch)."""
+        return self.sample(n, rng=rng)
 
     # -- fit ---------------------------------------------------------------
     def fit(self, X, *, rng: np.random.Generator | None = None, after_epoch=None):
@@ -246,6 +251,12 @@ class PointsDeep(DeepFamily):
         with torch.no_grad():
             z = _torch.numpy(self._draw_z(n, g)).astype(np.float64)
         return z * self.scale_ + self.shift_
+
+    def _progress_sample(self, n, rng):
+        # while training the rectangle's mass is not known yet: draws on the plane, those
+        # outside the rectangle dropped (the same p_R as sample, up to how many are kept)
+        x = self._draw_r2(n, _torch.generator(_torch.seed_from(rng), self.device_))
+        return x[self.domain.in_support(x)]
 
     def _after_fit(self, X, rng):
         d = self.domain
