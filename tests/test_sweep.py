@@ -124,7 +124,8 @@ def _children(store, parent):
 @pytest.fixture(scope="module")
 def resumed(prefect_harness, store):
     first = _sweep(store, "multinomial", "fashion", 2, name="sweep-resume")
-    second = _sweep(store, "multinomial", "fashion", 2, name="sweep-resume")
+    # the second run keeps two trials at once on the flow's thread pool
+    second = _sweep(store, "multinomial", "fashion", 2, name="sweep-resume", n_jobs=2)
     return first, second
 
 
