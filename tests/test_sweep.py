@@ -234,3 +234,20 @@ def test_a_deep_fit_on_land_logs_a_map_per_epoch_and_the_run_its_system_metrics(
     system = {k for k in parent.data.metrics if k.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
     assert 0 <= parent.data.metrics["system/cpu_utilization_percentage"] <= 100
+
+
+def test_maps_while_training_on_points_do_not_change_the_weights():
+    from pmodel.families import PointsDomain, make_family
+    from pmodel.families.deep import _torch
+
+    X = np.random.default_rng(0).uniform([-20, -10], [30, 40], size=(120, 2))
+    params = dict(epochs=4, transforms=1, hidden=4, bins=4, batch_size=32, device="cpu")
+    seen = []
+    watched = make_family("flow", PointsDomain(), **params).watch(
+        lambda e, x: seen.append((e, x.shape[1], bool(PointsDomain().in_support(x).all()))),
+        pictures=2, n_samples=50)
+    watched.fit(X, rng=np.random.default_rng(0))
+    plain = make_family("flow", PointsDomain(), **params).fit(X, rng=np.random.default_rng(0))
+    assert seen == [(2, 2, True), (4, 2, True)]  # before the rectangle's mass is known: in it
+    for (k, a), b in zip(_torch.state_arrays(watched.module_).items(), _torch.state_arrays(plain.module_).values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
