@@ -112,7 +112,8 @@ def main() -> None:
           f"{handset.metrics['kl_to_truth']:.5f}: "
           f"{'as good or better' if best['value'] <= handset.metrics['kl_to_truth'] else 'WORSE'}")
     print(f"training time: {spent:.0f} s with pruning; the same trials unpruned about {unpruned:.0f} s "
-          f"(x{unpruned / max(spent, 1e-9):.2f}); {args.trials} hand-set fits {args.trials * hand_fit:.0f} s")
+          f"(x{unpruned / max(spent, 1e-9):.2f}); {args.trials} hand-set fits {args.trials * hand_fit:.0f} s "
+          f"({args.trials * hand_wall:.0f} s with their samples and scores)")
     print(f"the sweep's wall time: {sweep_wall:.0f} s (fits, samples, scores of the finished trials, "
           f"child runs, data and Prefect); {out.seconds:.0f} s in the flow")
     shutil.rmtree(tmp, ignore_errors=True)
