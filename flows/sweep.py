@@ -73,7 +73,7 @@ def base_params(config, family: str, dataset: str) -> tuple[dict, str]:
     """The hyperparameters of ``family``'s first entry that runs on ``dataset`` (what the sweep
     does not search), and where they came from."""
     kind = config.datasets[dataset].kind
-    for i, (name, spec) in enumerate(config.runs()):
+    for name, spec in config.runs():
         if name == dataset and spec.family == family:
             return config.params_for(spec, kind), f"the experiment's entry {spec.display(kind)!r}"
     raise SweepError(f"the experiment {config.name!r} has no entry of family {family!r} on dataset "
