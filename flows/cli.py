@@ -121,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 warn=lambda m: print(f"pmodel run: note: {m}", file=sys.stderr)) as runner:
             state = run_experiment.with_options(task_runner=runner)(
                 args.experiment, overrides=args.set or [], tracking_uri=args.tracking_uri,
-                refresh=args.refresh, return_state=True)
+                refresh=args.refresh, system_metrics=args.system_metrics, return_state=True)
     except RunnerError as exc:
         print(f"pmodel run: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -157,6 +157,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"--- {name}\n{message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from flows.sweep import sweep_command
+
+    return sweep_command(args)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -368,7 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT",
                      help="an existing Dask scheduler (with --runner dask; needs a Prefect server, "
                      "PREFECT_API_URL); without it --runner dask starts a local 2-worker cluster")
+    run.add_argument("--system-metrics", action="store_true",
+                     help="log MLflow's system metrics (CPU, memory, disk, network, GPU) on the parent "
+                     "run while the flow runs")
     run.set_defaults(func=_cmd_run)
+
+    swp = sub.add_parser("sweep", help="search a family's hyperparameters on a dataset (Optuna's TPE, "
+                         "pruning deep fits on their validation loss)",
+                         description="Trials of FAMILY on DATASET of EXPERIMENT, each a child run; the "
+                         "study is kept in the project (sweeps/optuna.db), so the same command again "
+                         "adds trials to it.")
+    swp.add_argument("experiment", metavar="EXPERIMENT")
+    swp.add_argument("--family", required=True)
+    swp.add_argument("--dataset", required=True)
+    swp.add_argument("--trials", type=_positive, required=True, help="trials to add to the study")
+    swp.add_argument("--jobs", type=_positive, default=1, help="trials at once on the task runner (default 1)")
+    swp.add_argument("--pruner", choices=("median", "halving", "none"), default="median")
+    swp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    swp.add_argument("--tracking-uri", default=None)
+    swp.add_argument("--runner", choices=("threads", "dask"), default=None)
+    swp.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT")
+    swp.set_defaults(func=_cmd_sweep)
 
     smp = sub.add_parser("sample", help="draw samples from the model a run recorded",
                          description="RUN is a child run id (or runs:/ID/model): its model is "

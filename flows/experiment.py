@@ -16,6 +16,7 @@ child run per (dataset, family). The flow ends Failed when any branch failed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +85,14 @@ def _error_text(future) -> str:
 @flow(name="run-experiment", flow_run_name="{experiment}", log_prints=True,
       task_runner=env_task_runner())
 def run_experiment(experiment: str, overrides: list[str] | None = None,
-                   tracking_uri: str | None = None, refresh: bool = False) -> Outcome:
+                   tracking_uri: str | None = None, refresh: bool = False,
+                   system_metrics: bool = False) -> Outcome:
     """Run an experiment (a name in experiments/ or a YAML path); return the outcome.
 
     The outcome: experiment and parent run ids, one result per (dataset,
     family) with its metrics and child run id, and the failures by dataset.
+    ``system_metrics``: MLflow's system metrics (CPU, memory, disk, network, GPU) on the
+    parent run while the flow runs.
     """
     logger = get_run_logger()
     config_path = find_experiment(experiment, experiments_dir())
@@ -108,6 +112,9 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
                                       "n_heldout": config.build.n_heldout,
                                       "overrides": " ".join(overrides or []) or "-"})
     clock.lap("prepare_tracking")
+    monitor = contextlib.ExitStack()  # the system metrics, sampled until the fits are logged
+    if system_metrics:
+        monitor.enter_context(tracking.system_metrics(uri, parent))
     try:
         results, reports, failures, fit_states, inputs = [], [], {}, {}, {}
         for run in config.seed_configs():  # the experiment itself, or one copy per seed
@@ -134,9 +141,11 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
         clock.lap("log_summary")
         tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in clock.timings.items()})
     except BaseException as exc:
+        monitor.close()
         tracking.set_tags(uri, parent, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracking.end_run(uri, parent, "FAILED")
         raise
+    monitor.close()
     outcome = Outcome(config.name, experiment_id, parent, uri, tuple(results), failures, fit_states,
                       clock.timings, over_seeds=over, seeds=seeds)
     if failures:

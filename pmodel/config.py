@@ -195,7 +195,7 @@ class ExperimentConfig(_Strict):
     build: BuildSpec = BuildSpec()
     #: where the deep families train, unless a family entry says (``auto`` also reads $PMODEL_DEVICE)
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$")] | None = None
-    #: sample grids logged while each deep family trains on images (0: none)
+    #: sample grids (images) or maps (land) logged while each deep family trains (0: none)
     pictures_while_training: Annotated[int, Field(ge=0, le=100)] = 6
     datasets: dict[str, BuiltinDataset | UserDataset]
     families: list[FamilySpec]

@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class StopTraining(Exception):
+    """Raised by a fit's ``after_epoch`` callback to end training at once (a sweep pruning a
+    trial whose validation loss is not promising). The fit does not finish: the model is left
+    unfitted, and the caller that raised it decides what the stop means."""
+
+
 class DataValidationError(ValueError):
     """An input broke one or more data rules.
 

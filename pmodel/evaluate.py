@@ -59,14 +59,20 @@ def parameter_counts(model: Family) -> dict[str, float]:
 
 
 def fit_model(name: str, params: dict, problem: Problem, *, seed: int,
-              before_fit=None) -> tuple[Family, float]:
+              before_fit=None, after_epoch=None) -> tuple[Family, float]:
     """Family ``name`` fitted to the problem's training data; and the seconds it took.
-    ``before_fit(model)``, when given, is called on the unfitted model (e.g. to watch its training)."""
+    ``before_fit(model)``, when given, is called on the unfitted model (e.g. to watch its training);
+    ``after_epoch(epoch, history)`` after each epoch of a family that reports them
+    (``reports_epochs``; ignored by a closed-form fit): it may end the fit by raising
+    ``pmodel.errors.StopTraining``."""
     model = make_family(name, problem.domain, **params)
     if before_fit is not None:
         before_fit(model)
     t = time.perf_counter()
-    model.fit(problem.train, rng=fit_rng(seed))
+    if after_epoch is not None and model.reports_epochs:
+        model.fit(problem.train, rng=fit_rng(seed), after_epoch=after_epoch)
+    else:
+        model.fit(problem.train, rng=fit_rng(seed))
     return model, time.perf_counter() - t
 
 

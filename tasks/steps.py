@@ -258,18 +258,33 @@ def _require(path: str) -> Path:
 PROGRESS_DIR = "progress"
 
 
-def _watch_training(folder: Path, pictures: int):
-    """``before_fit`` for :func:`pmodel.evaluate.fit_model`: a deep family on images draws 16
-    samples ``pictures`` times while it trains (evenly over its budget's epochs), each written
-    to ``folder/progress/samples-epoch-NNNN.png``, for the child run's image sequence."""
+#: the samples of each map drawn while a deep family trains on land
+PROGRESS_POINTS = 1000
+
+
+def _watch_training(folder: Path, pictures: int, truth=None):
+    """``before_fit`` for :func:`pmodel.evaluate.fit_model`: a deep family on images (16 samples
+    in a grid) or on land (:data:`PROGRESS_POINTS` samples on the map; ``truth`` is the land's)
+    draws samples ``pictures`` times while it trains (evenly over its budget's epochs), each
+    written to ``folder/progress/samples-epoch-NNNN.png``, for the child run's image sequence.
+    Users' points have no land to draw them on: no pictures."""
 
     def before_fit(model) -> None:
-        if pictures < 1 or model.kind != "image" or not hasattr(model, "watch"):
+        if pictures < 1 or not hasattr(model, "watch") or model.kind not in ("image", "points"):
+            return
+        on_land = model.kind == "points" and getattr(truth, "name", None) == "land"
+        if model.kind == "points" and not on_land:
             return
         from pmodel import plots
 
         out = folder / PROGRESS_DIR
         out.mkdir(parents=True, exist_ok=True)
+        if on_land:
+            model.watch(lambda epoch, x: plots.land_map(
+                truth.land, x, out / f"samples-epoch-{epoch:04d}.png",
+                title=f"{model.name}: {len(x)} samples after epoch {epoch}"),
+                pictures=pictures, n_samples=PROGRESS_POINTS)
+            return
         model.watch(lambda epoch, x: plots.image_grid(
             x, out / f"samples-epoch-{epoch:04d}.png", n_cols=8,
             title=f"{model.name}: 16 samples after epoch {epoch}"), pictures=pictures, n_samples=16)
@@ -295,7 +310,7 @@ def fit_family(problem_path: str, dataset: str, family: str, params: dict, label
     path = output_path("fit", key)
     path.mkdir(parents=True, exist_ok=True)
     model, seconds = fit_model(family, params, problem, seed=seed,
-                               before_fit=_watch_training(path, pictures))
+                               before_fit=_watch_training(path, pictures, problem.truth))
     _atomic_text(path / "fit.json", json.dumps({"fit_seconds": seconds}))
     model.save(path)
     return str(path)

@@ -613,6 +613,32 @@ def log_image_steps(tracking_uri: str, run_id: str, key: str, pictures: list[tup
             client.log_image(run_id, im.convert("RGB"), key=key, step=int(step), synchronous=True)
 
 
+#: seconds between two samples of the system metrics (MLflow's default is 10; a pmodel run is
+#: often shorter); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
+SYSTEM_METRICS_INTERVAL_S = 2.0
+
+
+@contextmanager
+def system_metrics(tracking_uri: str, run_id: str | None) -> Iterator[None]:
+    """MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk, network,
+    and the GPU's where pynvml sees one) sampled on ``run_id`` while the block runs, every
+    :data:`SYSTEM_METRICS_INTERVAL_S` seconds; nothing when ``run_id`` is None. MLflow's
+    ``SystemMetricsMonitor`` with the run id and store passed explicitly (pmodel has no active
+    run)."""
+    if run_id is None:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                                   tracking_uri=tracking_uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
 def log_text(tracking_uri: str, run_id: str, text: str, artifact_file: str) -> None:
     """Write ``text`` to the run's artifact ``artifact_file`` (e.g. ``"notes/run.md"``)."""
     _client(tracking_uri).log_text(run_id, text, artifact_file)

@@ -97,8 +97,8 @@ def test_find_experiment_by_name_or_path(tmp_path):
 
 def test_the_pure_layer_imports_no_orchestration_tracking_or_validation():
     code = ("import sys, pmodel.config, pmodel.evaluate, pmodel.plots, pmodel.problems, "
-            "pmodel.scores, pmodel.families, pmodel.datasets.build, pmodel.datasets.user\n"
-            "bad = [m for m in ('prefect', 'mlflow', 'great_expectations') if m in sys.modules]\n"
+            "pmodel.scores, pmodel.families, pmodel.datasets.build, pmodel.datasets.user, pmodel.sweeps\n"
+            "bad = [m for m in ('prefect', 'mlflow', 'great_expectations', 'optuna') if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pmodel.families.base import Hyper
+from pmodel.families.base import Hyper, Search
 from pmodel.families.deep import _torch
 from pmodel.families.deep._base import DeepFamily, column_logits, naive_bayes_logits, one_hot
 from pmodel.families.deep._zuko import ZukoPoints
@@ -58,6 +58,9 @@ class PointsMAF(ZukoPoints):
     taxonomy = "autoregressive"
     assumes = "p(lon) p(lat | lon), each a Gaussian warped by stacked affine maps (MAF)"
     flow_kind = "maf"
+    search_space = {"lr": Search(3e-4, 1e-2, log=True), "transforms": Search(2, 8),
+                    "hidden": Search(choices=(32, 64, 128, 256)),
+                    "batch_size": Search(choices=(256, 512, 1024))}
 
 
 # ---------------------------------------------------------------------------
@@ -118,6 +121,7 @@ class CategoricalAutoregressive(DeepFamily):
     dtype = torch.float64
     assumes = "each column depends on the columns before it, through a small MLP"
     hyperparameters = {**DeepFamily.hyperparameters, "hidden": HIDDEN}
+    search_space = {"lr": Search(3e-4, 3e-2, log=True), "hidden": Search(8, 256, log=True)}
 
     def _prepare(self, X):
         return torch.as_tensor(X, dtype=torch.long)

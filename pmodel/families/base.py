@@ -119,8 +119,41 @@ class Hyper:
         return " ".join(parts) + f", default {self.default!r}"
 
 
+@dataclass(frozen=True)
+class Search:
+    """A hyperparameter's search range for a sweep (``pmodel sweep``), as plain data: the
+    sweep's Optuna glue (``tasks/sweeps.py``) turns it into a distribution, so pmodel imports
+    no optuna.
+
+    Numbers: ``low`` to ``high``, both included, uniform or, with ``log``, log-uniform (rates,
+    smoothing strengths, widths); ``step`` makes a grid. Or a few values: ``choices``.
+    A range must lie within the hyperparameter's :class:`Hyper` bounds (a test checks every
+    declaration).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple | None = None
+
+    def __post_init__(self):
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise ValueError("Search: give low and high, or choices")
+        if self.choices is None and not self.low <= self.high:
+            raise ValueError(f"Search: low {self.low} > high {self.high}")
+        if self.log and self.choices is None and self.low <= 0:
+            raise ValueError(f"Search: a log range needs low > 0, got {self.low}")
+
+    def values(self) -> tuple:
+        """The ends of the range (or every choice), to check against the hyperparameter's rules."""
+        return self.choices if self.choices is not None else (self.low, self.high)
+
+
 ALPHA = Hyper(float, 0.0, ge=0.0, le=1e6,
               doc="additive (Laplace/Lidstone) smoothing: 0 maximum likelihood, 1 Laplace")
+#: where a sweep looks for alpha: log-uniform from almost none to ten pseudo-counts a cell
+ALPHA_SEARCH = Search(1e-3, 10.0, log=True)
 
 
 def check_alpha(alpha: float) -> float:
@@ -150,6 +183,12 @@ class Family(ABC):
     #: "autoregressive", "flow" (explicit, tractable), "latent variable", "diffusion"
     #: (explicit, approximate), "implicit" (no density); leaderboards group by it
     taxonomy: ClassVar[str] = ""
+    #: the ranges a sweep (``pmodel sweep``) searches: hyperparameter -> :class:`Search`; the
+    #: other hyperparameters keep the experiment entry's values. Empty: the family cannot be swept
+    search_space: ClassVar[dict[str, Search]] = {}
+    #: whether ``fit`` takes ``after_epoch`` (a training loop that reports each epoch: the deep
+    #: families); a closed-form fit has no epochs to report
+    reports_epochs: ClassVar[bool] = False
 
     def __init__(self, domain: Domain, **hyperparameters):
         if domain.kind not in self.kinds:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pmodel.families.base import Hyper
+from pmodel.families.base import Hyper, Search
 from pmodel.families.deep import _torch
 from pmodel.families.deep._base import DeepFamily, naive_bayes_logits
 from pmodel.families.deep._zuko import ZukoPoints
@@ -58,6 +58,11 @@ class PointsFlow(ZukoPoints):
     flow_kind = "nsf"
     hyperparameters = {**ZukoPoints.hyperparameters,
                        "bins": Hyper(int, 16, ge=2, le=256, doc="spline bins per transformation")}
+    # the budget (epochs, max_steps, schedule) stays the experiment entry's: a sweep compares
+    # architectures and rates at equal work
+    search_space = {"lr": Search(3e-4, 1e-2, log=True), "transforms": Search(2, 8),
+                    "hidden": Search(choices=(32, 64, 128, 256)), "bins": Search(8, 64, log=True),
+                    "batch_size": Search(choices=(256, 512, 1024))}
 
 
 # ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from pmodel.families._rectangle import check_inside, domain_limits, gaussian_rectangle_mass, rejection_sample
-from pmodel.families.base import Family, Hyper
+from pmodel.families.base import Family, Hyper, Search
 from pmodel.families.domains import PointsDomain
 
 
@@ -65,6 +65,7 @@ class PointsGaussianMixture(Family):
         "reg_covar": Hyper(float, 1e-6, ge=0.0, le=1e6, doc="added to each covariance's diagonal, deg^2"),
         "n_init": Hyper(int, 1, ge=1, le=100, doc="EM runs from k-means starts"),
     }
+    search_space = {"n_components": Search(1, 64, log=True)}
     assumes = "the density is a sum of a few smooth Gaussian bumps"
 
     def __init__(self, domain: PointsDomain, n_components: int = 10, reg_covar: float = 1e-6,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from pmodel.families._rectangle import check_inside, domain_limits, isotropic_rectangle_mass, rejection_sample
-from pmodel.families.base import Family, Hyper
+from pmodel.families.base import Family, Hyper, Search
 from pmodel.families.domains import PointsDomain
 
 RTOL = 1e-10
@@ -80,6 +80,7 @@ class PointsKernelDensity(Family):
     taxonomy = "counting"  # a histogram whose bins are smooth kernels on the training points
     hyperparameters = {"bandwidth": Hyper(float, 0.0, ge=0.0, le=360.0,
                                           doc="kernel width in degrees; 0 = by cross-validated likelihood")}
+    search_space = {"bandwidth": Search(0.05, 5.0, log=True)}
     assumes = "the density is smooth at the scale of the bandwidth"
 
     def __init__(self, domain: PointsDomain, bandwidth: float = 0.0):

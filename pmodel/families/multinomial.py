@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from pmodel.families._grid import CELL_DEG, Bins, check_grid_cells
-from pmodel.families.base import ALPHA, Family, check_alpha
+from pmodel.families.base import ALPHA, ALPHA_SEARCH, Family, check_alpha
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 #: The most cells of a categorical joint table the multinomial holds: its counts and
@@ -66,6 +66,7 @@ class CategoricalMultinomial(Family):
     name, kinds = "multinomial", ("categorical",)
     taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
+    search_space = {"alpha": ALPHA_SEARCH}
     assumes = "nothing: one probability per cell of the full table (counts + alpha)"
 
     def __init__(self, domain: CategoricalDomain, alpha: float = 0.0):
@@ -127,6 +128,7 @@ class PointsMultinomial(Family):
     name, kinds = "multinomial", ("points",)
     taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA, "cell_deg": CELL_DEG}
+    search_space = {"alpha": ALPHA_SEARCH}
     assumes = "uniform inside each grid cell; one probability per cell (counts + alpha)"
 
     @staticmethod
@@ -189,6 +191,7 @@ class ImageMultinomial(Family):
     name, kinds = "multinomial", ("image",)
     taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
+    search_space = {"alpha": ALPHA_SEARCH}
     assumes = "nothing: one probability per possible image (only the seen ones are stored)"
 
     def __init__(self, domain: ImageDomain, alpha: float = 0.0):

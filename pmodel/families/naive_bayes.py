@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pmodel.families._grid import BIN_DEG, Bins, check_grid_cells
-from pmodel.families.base import ALPHA, Family, check_alpha
+from pmodel.families.base import ALPHA, ALPHA_SEARCH, Family, check_alpha
 from pmodel.families.domains import CategoricalDomain, ImageDomain, PointsDomain
 
 
@@ -59,6 +59,7 @@ class CategoricalNaiveBayes(Family):
     name, kinds = "naive_bayes", ("categorical",)
     taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
+    search_space = {"alpha": ALPHA_SEARCH}
     assumes = "the columns are independent of each other"
 
     def __init__(self, domain: CategoricalDomain, alpha: float = 0.0):
@@ -117,6 +118,7 @@ class ImageNaiveBayes(Family):
     name, kinds = "naive_bayes", ("image",)
     taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA}
+    search_space = {"alpha": ALPHA_SEARCH}
     assumes = "the pixels are independent of each other"
 
     def __init__(self, domain: ImageDomain, alpha: float = 0.0):
@@ -160,6 +162,7 @@ class PointsNaiveBayes(Family):
     name, kinds = "naive_bayes", ("points",)
     taxonomy = "counting"
     hyperparameters = {"alpha": ALPHA, "bin_deg": BIN_DEG}
+    search_space = {"alpha": ALPHA_SEARCH}
     assumes = "longitude and latitude are independent (a product of two histograms)"
 
     @staticmethod

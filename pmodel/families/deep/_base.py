@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from pmodel.errors import StopTraining
 from pmodel.families.base import Family
 from pmodel.families.deep import _torch, _train
 
@@ -45,6 +46,7 @@ class DeepFamily(Family):
     taxonomy: ClassVar[str] = ""
     dtype: ClassVar[torch.dtype] = torch.float32
     hyperparameters = dict(_train.TRAINING_HYPERPARAMETERS)
+    reports_epochs = True
 
     # -- what a subclass writes ------------------------------------------
     @abstractmethod
@@ -88,7 +90,7 @@ class DeepFamily(Family):
                             after_epoch=self._after_epoch, desc=f"{self.name} ({self.kind})")
 
     def watch(self, callback, *, pictures: int = 6, n_samples: int = 16) -> "DeepFamily":
-        """Pictures while training (images): ``pictures`` times, evenly over the epochs the
+        """Pictures while training (images and points): ``pictures`` times, evenly over the epochs the
         budget allows, ``callback(epoch, samples)`` gets ``n_samples`` draws, (n_samples,
         *event_shape). The draws use a generator of their own, seeded by the epoch, so a
         watched fit and an unwatched one end with the same weights. Not saved with the model."""
@@ -106,20 +108,32 @@ class DeepFamily(Family):
             planned = min(planned, -(-b.max_steps // -(-max(n_fit, 1) // b.batch_size)))
         return max(1, -(-planned // max(pictures, 1)))
 
-    def _after_epoch(self, epoch: int) -> None:
+    def _after_epoch(self, epoch: int, history: dict[str, list[float]]) -> None:
         callback, pictures, n = getattr(self, "_watch", (None, 0, 0))
-        if callback is None or pictures < 1 or self.kind != "image" or (epoch + 1) % self._every:
-            return
-        callback(epoch + 1, self.sample(n, rng=np.random.default_rng([PROGRESS_SEED, epoch])))
+        if callback is not None and pictures >= 1 and self.kind in ("image", "points") \
+                and not (epoch + 1) % self._every:
+            callback(epoch + 1, self._progress_sample(n, np.random.default_rng([PROGRESS_SEED, epoch])))
+        if self._report is not None:  # last: it may stop the fit (StopTraining)
+            self._report(epoch + 1, {k: list(v) for k, v in history.items()})
 
     def _after_fit(self, X: np.ndarray, rng: np.random.Generator) -> None:
         """After training (e.g. the rectangle's mass)."""
 
+    def _progress_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Samples for a picture while training (the model as it is after an epoch)."""
+        return self.sample(n, rng=rng)
+
     # -- fit ---------------------------------------------------------------
-    def fit(self, X, *, rng: np.random.Generator | None = None):
-        """Train on ``X`` on the ``device`` setting's device (see ``_torch.resolve_device``)."""
+    def fit(self, X, *, rng: np.random.Generator | None = None, after_epoch=None):
+        """Train on ``X`` on the ``device`` setting's device (see ``_torch.resolve_device``).
+
+        ``after_epoch(epoch, history)``, when given, is called after each epoch (from 1) with
+        the per-epoch curves so far (``history["val_loss"]`` where there is a validation
+        split); raising :class:`pmodel.errors.StopTraining` ends the fit there, unfitted (a
+        sweep's pruner). It only reads: a reported fit ends with the same weights."""
         X = self._check_train(X)
         rng = rng if rng is not None else np.random.default_rng(0)
+        self._report = after_epoch
         with _torch.slot():
             device = _torch.resolve_device(self.device)
             data = self._prepare(X).to(device)
@@ -130,7 +144,14 @@ class DeepFamily(Family):
             self.n_parameters_ = _torch.n_parameters(self.module_)
             self._init_from_data(X)
             self._every = self._watch_every(len(X))
-            trained = self._train(data, rng)
+            try:
+                trained = self._train(data, rng)
+            except StopTraining:  # stopped by the caller: not a fitted model
+                for attr in ("n_parameters_", "module_", "config_"):
+                    self.__dict__.pop(attr, None)
+                raise
+            finally:
+                self._report = None
             self.history_ = trained.history
             self.stopped_by_, self.epochs_ = trained.stopped_by, trained.epochs
             self.steps_, self.train_seconds_ = trained.steps, trained.seconds
@@ -149,6 +170,7 @@ class DeepFamily(Family):
         state = super()._state()
         state.pop("_watch", None)
         state.pop("_every", None)
+        state.pop("_report", None)
         state["module_"] = _torch.state_arrays(state["module_"])
         state["history_"] = {k: np.asarray(v, dtype=np.float64) for k, v in self.history_.items()}
         return state
@@ -229,6 +251,12 @@ class PointsDeep(DeepFamily):
         with torch.no_grad():
             z = _torch.numpy(self._draw_z(n, g)).astype(np.float64)
         return z * self.scale_ + self.shift_
+
+    def _progress_sample(self, n, rng):
+        # while training the rectangle's mass is not known yet: draws on the plane, those
+        # outside the rectangle dropped (the same p_R as sample, up to how many are kept)
+        x = self._draw_r2(n, _torch.generator(_torch.seed_from(rng), self.device_))
+        return x[self.domain.in_support(x)]
 
     def _after_fit(self, X, rng):
         d = self.domain

@@ -135,7 +135,8 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
           players: list[Player] | None = None,
           val_loss: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
           on_epoch: Callable[[int], None] | None = None,
-          after_epoch: Callable[[int], None] | None = None, desc: str = "fit") -> Trained:
+          after_epoch: Callable[[int, dict[str, list[float]]], None] | None = None,
+          desc: str = "fit") -> Trained:
     """Train ``module`` on the rows of ``X``; the best weights (by validation loss) are kept.
 
     Parameters
@@ -152,8 +153,10 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
     val_loss : ``(module, X_val, generator) -> scalar`` (default ``loss``); evaluated with a
         generator reseeded identically every epoch, so epochs compare on the same noise.
     on_epoch : called with the epoch's number before it starts (a schedule, e.g. KL warm-up).
-    after_epoch : called with the epoch's number after it ends and its weights are evaluated
-        (e.g. a sample grid for the UI); it must draw on its own generators.
+    after_epoch : called with the epoch's number and the history so far (per-epoch curves,
+        ``val_loss`` included) after the epoch ends and its weights are evaluated (e.g. a sample
+        grid for the UI, or a sweep's pruner); it must draw on its own generators. An exception
+        it raises (``pmodel.errors.StopTraining``) ends training and propagates.
     """
     t0 = time.perf_counter()
     if (loss is None) == (players is None):
@@ -242,7 +245,7 @@ def train(module: torch.nn.Module, X: torch.Tensor, *, rng: np.random.Generator,
                                 group["lr"] *= 0.5
             if after_epoch is not None:
                 module.eval()
-                after_epoch(epoch)
+                after_epoch(epoch, out.history)
             bar.update(1)
             bar.set_postfix(postfix)
             if out_of_time:
