@@ -16,6 +16,7 @@ the server makes each one an automation owned by its deployment.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -73,8 +74,11 @@ def start_server(port: int = 4200, timeout_s: int = 120) -> str:
     if server_health(api):
         return api
     prefect = [sys.executable, "-m", "prefect"]
+    # the UI asks the API at PREFECT_UI_API_URL, which otherwise stays at port 4200 (or
+    # PREFECT_API_URL) whatever --port says: its pages would show nothing on another port
+    env = {**os.environ, "PREFECT_UI_API_URL": api}
     subprocess.run(prefect + ["server", "start", "--background", "--host", "127.0.0.1",
-                              "--port", str(port)], check=True)
+                              "--port", str(port)], check=True, env=env)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server_health(api):

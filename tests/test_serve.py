@@ -318,6 +318,8 @@ def test_serve_start_server_starts_one_on_localhost(tmp_path):
                 return False
 
         _wait(up, 180, "the server started by pmodel serve")
+        # its UI asks this port's API (not 4200's)
+        assert httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=5).json()["api_url"] == api
         _wait(lambda: httpx.get(api + "/deployments/name/run-experiment/chapter1-nightly",
                                 timeout=5).status_code == 200, 120, "the served deployment")
     finally:
