@@ -137,7 +137,8 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
         if triggered_digests.get(key) == digest:
             summary["unchanged"].append(path.name)
             continue
-        last = {exp[0]: tracking.last_input_digest(uri, exp[1], path) for exp in users[path.resolve()]}
+        last = {exp: tracking.last_input_digest(uri, name, path)
+                for exp, name, _ in users[path.resolve()]}
         stale = [exp for exp in users[path.resolve()] if last[exp[0]] != digest]
         if not stale:
             summary["unchanged"].append(path.name)
@@ -156,14 +157,21 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
         changed.append((path, digest))
         for exp_file, name, _ in stale:
             to_run.setdefault(exp_file, (name, []))[1].append((path, digest, last[exp_file]))
+    unsent: set[Path] = set()
     for exp_file, (name, changes) in to_run.items():
         event = emit_changed(exp_file, name, changes)
+        files = ", ".join(p.name for p, _, _ in changes)
+        if event is None:  # no Prefect API to send it to: try again at the next check
+            unsent.update(p for p, _, _ in changes)
+            logger.error(f"{files} changed, but {DATA_CHANGED} for {name} could not be sent "
+                         "(no Prefect API configured); no rerun started")
+            continue
         summary["triggered"].append(str(exp_file))
-        logger.info(f"{', '.join(p.name for p, _, _ in changes)} changed: emitted {DATA_CHANGED} "
-                    f"for {name} (event {event.id if event else 'not sent'}); its trigger starts "
-                    f"run-experiment/on-new-data")
+        logger.info(f"{files} changed: emitted {DATA_CHANGED} for {name} (event {event.id}); "
+                    "the trigger of run-experiment/on-new-data starts the rerun")
     for path, digest in changed:
-        triggered_digests[str(path.resolve())] = digest
+        if path not in unsent:
+            triggered_digests[str(path.resolve())] = digest
     _save_state(state)
     return summary
 

@@ -293,6 +293,58 @@ def test_the_id_of_a_change_event_names_the_change(tmp_path):
     assert change_event_id(exp, two) == change_event_id(exp, two[::-1])
 
 
+def test_the_watcher_emits_one_event_per_experiment_and_starts_nothing_itself(
+        prefect_harness, tmp_path, monkeypatch):
+    """A check (under Prefect's test harness) groups the changed files by experiment: one
+    event each, carrying every changed file it uses; what could not be sent is retried."""
+    import flows.watch as watch
+    from pmodel.datasets.digest import path_digest
+
+    home = tmp_path / "home"
+    (home / "experiments").mkdir(parents=True)
+    (home / "experiments" / "both.yaml").write_text(PLACES.replace("name: places", "name: both").replace(
+        "datasets:\n", "datasets:\n  more: {kind: points, train: ../data/incoming/more.csv}\n"))
+    (home / "experiments" / "places.yaml").write_text(PLACES)
+    monkeypatch.setenv("PMODEL_HOME", str(home))
+    incoming = home / "data" / "incoming"
+    incoming.mkdir(parents=True)
+    _points(incoming / "places.csv", seed=1)
+    _points(incoming / "more.csv", seed=2)
+    sent = []
+    reruns_before = _experiment_runs()
+    monkeypatch.setattr(watch, "emit_changed", lambda *args: None)  # nowhere to send it
+    assert watch.watch_data(settle_seconds=0)["triggered"] == []
+    monkeypatch.setattr(watch, "emit_changed", lambda *args: sent.append(args) or object.__new__(_Sent))
+    summary = watch.watch_data(settle_seconds=0)
+    experiments = home / "experiments"
+    assert sorted(summary["triggered"]) == [str(experiments / "both.yaml"),
+                                            str(experiments / "places.yaml")]
+    by_name = {name: (exp_file, sorted(changes)) for exp_file, name, changes in sent}
+    assert len(sent) == 2 and set(by_name) == {"both", "places"}
+    assert by_name["both"] == (experiments / "both.yaml", [
+        (incoming / "more.csv", path_digest(incoming / "more.csv"), None),
+        (incoming / "places.csv", path_digest(incoming / "places.csv"), None)])
+    assert by_name["places"][1] == [(incoming / "places.csv", path_digest(incoming / "places.csv"),
+                                     None)]
+    assert watch.watch_data(settle_seconds=0)["triggered"] == []  # acted on once
+    assert len(sent) == 2
+    assert _experiment_runs() == reruns_before  # the server's trigger starts them, not the check
+
+
+class _Sent:
+    id = "sent"
+
+
+def _experiment_runs() -> int:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["run-experiment"])))
+    return len(runs)
+
+
 def test_data_add_is_atomic_and_leaves_the_source(tmp_path):
     from flows.watch import add_data
 
