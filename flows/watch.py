@@ -21,7 +21,8 @@ Exactly one rerun per change: what was emitted is remembered in
 ``.cache/watch-state.json``, so a change is acted on once, not at every check
 while the rerun is still going; and the event's id is a function of the change
 (:func:`change_event_id`), so sending the same change again (a check that died
-between emitting and saving its state) is dropped by the server as a duplicate.
+between emitting and saving its state) is dropped by the server as a duplicate
+(its triggers remember the event ids of the last 30 minutes).
 """
 
 from __future__ import annotations
