@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser(
         "serve", help="serve the deployments of prefect.yaml from this process (needs a Prefect server)",
         description="Serves chapter1-nightly, on-new-data and data-watch (or --only some) with their "
-        "schedules and concurrency limits. Schedules fire only in a real Prefect server: set "
+        "schedules, concurrency limits and triggers. Schedules fire only in a real Prefect server: set "
         "PREFECT_API_URL, or pass --start-server to start one on 127.0.0.1.")
     srv.add_argument("--start-server", action="store_true",
                      help="start a Prefect server on 127.0.0.1 when none is reachable")

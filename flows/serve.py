@@ -7,12 +7,16 @@ reachable server. :func:`check_server` says exactly how to get one, and
 
 Serving never pauses schedules on shutdown (a restart would leave them off),
 limits how many runs execute at once, and keeps the concurrency limits of
-prefect.yaml, so late runs of one deployment collapse into one.
+prefect.yaml, so late runs of one deployment collapse into one. The triggers
+of prefect.yaml (on-new-data's, on the event ``pmodel.data.changed``) are read
+from there too, so one declaration serves ``prefect deploy`` and ``pmodel serve``;
+the server makes each one an automation owned by its deployment.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -70,8 +74,11 @@ def start_server(port: int = 4200, timeout_s: int = 120) -> str:
     if server_health(api):
         return api
     prefect = [sys.executable, "-m", "prefect"]
+    # the UI asks the API at PREFECT_UI_API_URL, which otherwise stays at port 4200 (or
+    # PREFECT_API_URL) whatever --port says: its pages would show nothing on another port
+    env = {**os.environ, "PREFECT_UI_API_URL": api}
     subprocess.run(prefect + ["server", "start", "--background", "--host", "127.0.0.1",
-                              "--port", str(port)], check=True)
+                              "--port", str(port)], check=True, env=env)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server_health(api):
@@ -94,11 +101,24 @@ def _load_flow(entrypoint: str):
     return getattr(module, name)
 
 
+def deployment_triggers(entry: dict) -> list:
+    """The triggers of a prefect.yaml deployment entry, validated by Prefect's own schema
+    (the one ``prefect deploy`` uses), each named as ``prefect deploy`` names it when the
+    entry gives no name."""
+    from pydantic import TypeAdapter
+
+    from prefect.events import DeploymentTriggerTypes
+
+    adapter = TypeAdapter(DeploymentTriggerTypes)
+    return [adapter.validate_python({"name": f"{entry['name']}__automation_{i}", **spec})
+            for i, spec in enumerate(entry.get("triggers") or [], start=1)]
+
+
 def build_deployments(entries: list[dict], *, only: list[str] | None = None,
                       interval_s: float | None = None, parameters: dict | None = None):
-    """RunnerDeployments for the entries (same names, parameters, schedules and
-    concurrency limits as prefect.yaml). ``interval_s`` replaces the schedules of
-    scheduled deployments (to try serving without waiting for the night);
+    """RunnerDeployments for the entries (same names, parameters, schedules,
+    concurrency limits and triggers as prefect.yaml). ``interval_s`` replaces the
+    schedules of scheduled deployments (to try serving without waiting for the night);
     ``parameters`` override parameters where the flow takes them."""
     import inspect
 
@@ -127,6 +147,9 @@ def build_deployments(entries: list[dict], *, only: list[str] | None = None,
         limit = entry.get("concurrency_limit")
         if limit:
             kwargs["concurrency_limit"] = ConcurrencyLimitConfig(**limit)
+        triggers = deployment_triggers(entry)
+        if triggers:
+            kwargs["triggers"] = triggers
         deployments.append(flow_obj.to_deployment(
             name=entry["name"], description=entry.get("description"), parameters=params, **kwargs))
     return deployments

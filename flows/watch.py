@@ -8,11 +8,21 @@ image folder) there that an experiment in experiments/ uses as a dataset:
 - its digest equals the one logged by the last successful MLflow run that
   used it, or a run was already triggered for this digest: nothing to do;
 - fails validation: report it (with the validation report), trigger nothing;
-- otherwise: emit the event ``pmodel.data.changed`` and start a run of the
-  ``run-experiment/on-new-data`` deployment for each experiment that uses it.
+- otherwise: emit the Prefect event ``pmodel.data.changed``, one per
+  experiment that uses it (the experiment is the event's resource, the changed
+  files its related resources).
 
-What was triggered is remembered in ``.cache/watch-state.json`` so a change is
-acted on once, not at every check while the triggered run is still going.
+The watcher starts no run itself: the ``run-experiment/on-new-data``
+deployment carries a trigger on that event (declared in prefect.yaml), so
+Prefect's server starts the rerun, with the experiment from the event, and
+shows which event and automation started it.
+
+Exactly one rerun per change: what was emitted is remembered in
+``.cache/watch-state.json``, so a change is acted on once, not at every check
+while the rerun is still going; and the event's id is a function of the change
+(:func:`change_event_id`), so sending the same change again (a check that died
+between emitting and saving its state) is dropped by the server as a duplicate
+(its triggers remember the event ids of the last 30 minutes).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -29,8 +40,11 @@ from pmodel import paths
 from pmodel.config import ConfigError, UserDataset, load_experiment
 from pmodel.datasets.digest import path_digest
 
-ON_NEW_DATA = "run-experiment/on-new-data"
 DEFAULT_FOLDER = "data/incoming"
+#: The event the watcher emits; the trigger of on-new-data in prefect.yaml expects it.
+DATA_CHANGED = "pmodel.data.changed"
+#: Namespace of the events' ids (uuid5 of the change).
+_EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pmodel/events/" + DATA_CHANGED)
 
 
 def watched_folder(folder: str | Path = DEFAULT_FOLDER) -> Path:
@@ -103,7 +117,8 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
     triggered_digests = state.setdefault("triggered", {})
     summary = {"triggered": [], "unchanged": [], "waiting": [], "invalid": [], "unused": []}
     users = experiments_using(root, experiments_dir())
-    to_run: dict[str, Path] = {}
+    # experiment file -> (its name, [(changed file, new digest, digest of its last run)])
+    to_run: dict[Path, tuple[str, list[tuple[Path, str, str | None]]]] = {}
     changed: list[tuple[Path, str]] = []
     for path in sorted(root.iterdir()):
         if path.name.startswith("."):
@@ -123,8 +138,9 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
         if triggered_digests.get(key) == digest:
             summary["unchanged"].append(path.name)
             continue
-        stale = [exp for exp in users[path.resolve()]
-                 if tracking.last_input_digest(uri, exp[1], path) != digest]
+        last = {exp: tracking.last_input_digest(uri, name, path)
+                for exp, name, _ in users[path.resolve()]}
+        stale = [exp for exp in users[path.resolve()] if last[exp[0]] != digest]
         if not stale:
             summary["unchanged"].append(path.name)
             continue
@@ -140,34 +156,54 @@ def watch_data(folder: str = DEFAULT_FOLDER, settle_seconds: float = 5.0,
             logger.error(f"{path.name} is not valid; no run started:\n{report.summary()}")
             continue
         changed.append((path, digest))
-        for exp_file, _, _ in stale:
-            to_run[str(exp_file)] = exp_file
-    for path, digest in changed:
-        _emit_changed(path, digest)
-    for exp_file in to_run.values():
-        _trigger(exp_file, logger)
+        for exp_file, name, _ in stale:
+            to_run.setdefault(exp_file, (name, []))[1].append((path, digest, last[exp_file]))
+    unsent: set[Path] = set()
+    for exp_file, (name, changes) in to_run.items():
+        event = emit_changed(exp_file, name, changes)
+        files = ", ".join(p.name for p, _, _ in changes)
+        if event is None:  # no Prefect API to send it to: try again at the next check
+            unsent.update(p for p, _, _ in changes)
+            logger.error(f"{files} changed, but {DATA_CHANGED} for {name} could not be sent "
+                         "(no Prefect API configured); no rerun started")
+            continue
         summary["triggered"].append(str(exp_file))
+        logger.info(f"{files} changed: emitted {DATA_CHANGED} for {name} (event {event.id}); "
+                    "the trigger of run-experiment/on-new-data starts the rerun")
     for path, digest in changed:
-        triggered_digests[str(path.resolve())] = digest
+        if path not in unsent:
+            triggered_digests[str(path.resolve())] = digest
     _save_state(state)
     return summary
 
 
-def _emit_changed(path: Path, digest: str) -> None:
+def change_event_id(experiment_file: Path, changes: list[tuple[Path, str, str | None]]) -> uuid.UUID:
+    """The id of the event for one change of an experiment's data: the same change
+    (same experiment, same files, same new digests, same digests of its last run)
+    has the same id, and Prefect's server acts on an event id once."""
+    key = "\n".join([str(Path(experiment_file).resolve())]
+                    + sorted(f"{Path(p).resolve()}\t{new}\t{old}" for p, new, old in changes))
+    return uuid.uuid5(_EVENT_NAMESPACE, key)
+
+
+def emit_changed(experiment_file: Path, name: str, changes: list[tuple[Path, str, str | None]]):
+    """Emit ``pmodel.data.changed`` for an experiment whose data changed; returns the event
+    (None where no Prefect API is configured). The experiment is the resource (so an
+    automation can match it), the changed files are related resources (role ``data``),
+    and the payload holds what the trigger passes on: the experiment file."""
     from prefect.events import emit_event
 
-    emit_event(event="pmodel.data.changed",
-               resource={"prefect.resource.id": f"pmodel.data.{path.name}",
-                         "prefect.resource.name": path.name},
-               payload={"path": str(path), "sha256": digest})
-
-
-def _trigger(experiment_file: Path, logger) -> None:
-    from prefect.deployments import run_deployment
-
-    run = run_deployment(ON_NEW_DATA, parameters={"experiment": str(experiment_file)}, timeout=0,
-                         as_subflow=False)  # its own run, not a part of this check
-    logger.info(f"started {ON_NEW_DATA} for {experiment_file.name}: flow run {run.id}")
+    return emit_event(
+        event=DATA_CHANGED,
+        id=change_event_id(experiment_file, changes),
+        resource={"prefect.resource.id": f"pmodel.experiment.{name}",
+                  "prefect.resource.name": name},
+        related=[{"prefect.resource.id": f"pmodel.data.{path.name}",
+                  "prefect.resource.role": "data",
+                  "prefect.resource.name": path.name} for path, _, _ in changes],
+        payload={"experiment": str(experiment_file),
+                 "files": [{"path": str(path), "sha256": digest, "previous_sha256": previous}
+                           for path, digest, previous in changes]})
 
 
 def add_data(source: Path, folder: str | Path = DEFAULT_FOLDER) -> Path:
