@@ -320,7 +320,9 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
     names = {a.path for a in client.list_artifacts(children["diffusion"].info.run_id, "pictures")}
     assert {"pictures/training-curves.png", "pictures/denoising-steps.png"} <= names
     # the saved model holds the state_dict as arrays and the config as JSON
-    meta = json.loads(Path(client.download_artifacts(run_id, "model/model.json")).read_text())
+    from tasks.tracking import download_model_folder
+
+    meta = json.loads((download_model_folder(run_id, store) / "model.json").read_text())
     assert meta["state"]["config_"]["dataclass"].endswith("ZukoConfig")
 
 
