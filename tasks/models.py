@@ -107,11 +107,12 @@ def _active(tracking_uri: str, run_id: str) -> Iterator[None]:
 
 
 def log_pyfunc_model(tracking_uri: str, run_id: str, folder: str | Path,
-                     tags: dict[str, str] | None = None) -> str:
+                     params: dict | None = None, tags: dict[str, str] | None = None) -> str:
     """Log pmodel's saved ``folder`` as run ``run_id``'s MLflow model; return its model id.
 
-    The run stays RUNNING only while the model is logged: call this last, after the run's
-    metrics (MLflow copies them onto the LoggedModel), and end the run yourself after it.
+    The LoggedModel gets ``params`` and ``tags`` besides the run's params, and the run's
+    metrics logged so far (one store query each: log the scores afterwards with
+    ``tracking.log_batch(..., model_id=...)`` instead). The run stays RUNNING.
     """
     mlflow = tracking._mlflow()
     folder = Path(folder)
@@ -123,7 +124,8 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, folder: str | Path,
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=str(CODE_FILE), artifacts={ARTIFACT_KEY: str(folder)},
-            signature=signature(), pip_requirements=_pip_requirements(), tags=tags or {})
+            signature=signature(), pip_requirements=_pip_requirements(),
+            params={k: str(v)[:6000] for k, v in (params or {}).items()}, tags=tags or {})
     # the run ends by its caller; the fluent context's end marked it FINISHED: back to RUNNING
     tracking._client(tracking_uri).update_run(run_id, status="RUNNING")
     return info.model_id
@@ -265,7 +267,8 @@ def register_champion(tracking_uri: str, model_name: str, run_ids: list[str],
                        "version": str(version.version)}), why
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+# no retries: a retry after a partial registration would add a second version
+@task(cache_policy=NO_CACHE)
 def register_champions(tracking_uri: str, parent_run_id: str, experiment: str,
                        results: list) -> dict[str, str]:
     """After every child run ended: each dataset's champion registered (:func:`register_champion`

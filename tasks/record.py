@@ -392,12 +392,13 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
                 _log_render_tolerance_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
             tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
                                                         len(problem.heldout), note)
+            # the model before the scores, so that they are logged to the run and the model at once
+            model_id = models.log_pyfunc_model(uri, run_id, folder, params=params, tags={
+                "dataset": result.dataset, "family": result.family, "label": result.label})
             tracking.log_batch(uri, run_id, metrics=metrics, params=params, tags=tags,
                                history=getattr(model, "history_", None) or {},
-                               flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])
-            # last: MLflow copies the run's metrics onto the model (the Models views show them)
-            models.log_pyfunc_model(uri, run_id, folder, tags={
-                "dataset": result.dataset, "family": result.family, "label": result.label})
+                               flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics],
+                               model_id=model_id)
     except BaseException:
         tracking.end_run(uri, run_id, "FAILED")
         raise

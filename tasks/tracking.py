@@ -516,14 +516,17 @@ def _metric_entries(metrics: dict[str, float], step: int, flag_infinite, timesta
 def log_batch(tracking_uri: str, run_id: str, *, metrics: dict[str, float] | None = None,
               params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
               history: dict[str, list[float]] | None = None, step: int = 0,
-              flag_infinite=()) -> None:
+              flag_infinite=(), model_id: str | None = None) -> None:
     """Metrics (as :func:`log_metrics` logs them), params, tags and step metrics
     (``history``: key -> one value per step) in as few store calls as MLflow's
-    batch limits allow (one, for a child run)."""
+    batch limits allow (one, for a child run). ``model_id``: the run's logged model,
+    which gets the metrics too (the Models views show them)."""
     from mlflow.entities import Metric, Param, RunTag
 
     timestamp = _now_ms()
     m, tag_entries = _metric_entries(metrics or {}, step, flag_infinite, timestamp)
+    if model_id is not None:
+        m = [Metric(e.key, e.value, e.timestamp, e.step, model_id=model_id) for e in m]
     for key, values in (history or {}).items():
         for i, value in enumerate(values):
             value = float(value)
