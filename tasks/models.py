@@ -17,7 +17,7 @@ import os
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -263,8 +263,7 @@ def register_champion(tracking_uri: str, model_name: str, run_ids: list[str],
         model_id=champion.model_id, description=why,
         tags={"chosen_by": champion.metric, champion.metric: repr(champion.value)})
     client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
-    return Champion(**{**champion.__dict__, "model_name": model_name,
-                       "version": str(version.version)}), why
+    return replace(champion, model_name=model_name, version=str(version.version)), why
 
 
 # no retries: a retry after a partial registration would add a second version

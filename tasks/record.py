@@ -373,6 +373,7 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
         with tempfile.TemporaryDirectory() as tmp:
             # everything the run keeps as files, staged in its artifact layout, logged in one call
             stage = Path(tmp) / "artifacts"
+            stage.mkdir()  # not every run has pictures to stage
             note = stage_pictures(result, problem, model, samples, stage, name, context["code_version"])
             # the fitted model: pmodel's folder, logged below as the content of an MLflow model
             folder = shutil.copytree(result.model_path, Path(tmp) / models.ARTIFACT_KEY,
