@@ -305,3 +305,21 @@ def test_a_model_saved_by_another_pmodel_version_warns_on_load(tmp_path):
     with pytest.warns(UserWarning, match=r"saved by pmodel 0\.0\.1, loaded by pmodel"):
         again = load_model(folder)
     assert np.isfinite(again.log_prob(X)).all()  # a warning, not a refusal
+
+
+def test_a_run_recorded_before_models_were_mlflow_models_still_loads(tmp_path):
+    from pmodel.families import make_family
+    from pmodel.families.domains import CategoricalDomain
+    from tasks import tracking
+
+    store = "sqlite:///" + str(tmp_path / "mlflow.db")
+    X = np.array([[0, 1], [1, 0], [1, 1]])
+    model = make_family("naive_bayes", CategoricalDomain((2, 2)), alpha=1.0).fit(X)
+    run_id = tracking.start_run(store, tracking.get_or_create_experiment(store, "old"), "old run")
+    # the old layout: pmodel's folder itself as the run's artifact "model/"
+    tracking.log_artifacts(store, run_id, model.save(tmp_path / "stage" / "model"), "model")
+    tracking.end_run(store, run_id, "FINISHED")
+    again = tracking.load_model_from_run(f"runs:/{run_id}/model", store)
+    np.testing.assert_array_equal(again.log_prob(X), model.log_prob(X))
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        tracking.download_model_folder("nope", store)
