@@ -246,7 +246,8 @@ def _cmd_data_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    """Samples from a recorded run's model: PNGs, CSV rows or lon/lat points in --out."""
+    """Samples from a recorded model (a run's, or a registered one's): PNGs, CSV rows or lon/lat
+    points in --out."""
     import json
 
     import numpy as np
@@ -289,7 +290,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             frame = pd.DataFrame(samples, columns=[f"column_{j}" for j in range(samples.shape[1])])
         frame.to_csv(out / "samples.csv", index=False, lineterminator="\n")
         written = "samples.csv"
-    print(f"{model!r} from run {args.run}: {args.n} samples (seed {args.seed}) -> {out}/ ({written})")
+    source = args.run if args.run.startswith("models:/") else f"run {args.run}"
+    print(f"{model!r} from {source}: {args.n} samples (seed {args.seed}) -> {out}/ ({written})")
     return EXIT_OK
 
 
@@ -397,8 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     swp.set_defaults(func=_cmd_sweep)
 
     smp = sub.add_parser("sample", help="draw samples from the model a run recorded",
-                         description="RUN is a child run id (or runs:/ID/model): its model is "
-                         "loaded from MLflow and sampled; images become PNGs, rows and points CSVs.")
+                         description="RUN is a child run id, runs:/ID/model, or a registered "
+                         "model such as models:/EXPERIMENT-DATASET@champion (the best model of a "
+                         "dataset): its model is loaded from MLflow and sampled; images become PNGs, "
+                         "rows and points CSVs. The draws equal the model's pyfunc predict with "
+                         "params {n, seed}.")
     smp.add_argument("run", metavar="RUN")
     smp.add_argument("-n", type=_positive, default=16, help="how many samples (default 16)")
     smp.add_argument("--out", required=True, help="output folder")

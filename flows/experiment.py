@@ -37,6 +37,7 @@ from pmodel.version import code_version, source_version
 from flows.runners import env_task_runner
 from flows.runtime import experiments_dir
 from tasks import recovery, tracking
+from tasks.models import register_champions
 from tasks.record import log_child_run, log_parent_summary
 from tasks.steps import (cache_key, fit_family, ingest_dataset, must_recompute, sample_family,
                          score_family, split_dataset, validate_dataset)
@@ -139,6 +140,8 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
         log_parent_summary(uri, parent, config.model_dump(mode="json", by_alias=True), list(results),
                            sorted(set(reports)), failures, inputs, over_seeds=list(over) or None)
         clock.lap("log_summary")
+        register_champions(uri, parent, config.name, list(results))  # all children have ended
+        clock.lap("register_models")
         tracking.log_metrics(uri, parent, {f"time_{k}_seconds": v for k, v in clock.timings.items()})
     except BaseException as exc:
         monitor.close()

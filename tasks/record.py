@@ -22,7 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from pmodel.records import Ingested, RunResult
-from tasks import tracking
+from tasks import models, tracking
 
 
 #: Scores that can be infinite: their ``<name>_is_infinite`` flag is logged on every run.
@@ -373,12 +373,13 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
         with tempfile.TemporaryDirectory() as tmp:
             # everything the run keeps as files, staged in its artifact layout, logged in one call
             stage = Path(tmp) / "artifacts"
+            stage.mkdir()  # not every run has pictures to stage
             note = stage_pictures(result, problem, model, samples, stage, name, context["code_version"])
-            shutil.copytree(result.model_path, stage / tracking.MODEL_ARTIFACT,
-                            ignore=shutil.ignore_patterns(PROGRESS_DIR))  # logged as images instead
+            # the fitted model: pmodel's folder, logged below as the content of an MLflow model
+            folder = shutil.copytree(result.model_path, Path(tmp) / models.ARTIFACT_KEY,
+                                     ignore=shutil.ignore_patterns(PROGRESS_DIR))  # logged as images
             if problem.schema is not None:  # so samples can be written with their names
-                (stage / tracking.MODEL_ARTIFACT / "schema.json").write_text(
-                    json.dumps(problem.schema.to_dict()))
+                (folder / "schema.json").write_text(json.dumps(problem.schema.to_dict()))
             if result.skipped:
                 (stage / "skipped-scores.txt").write_text(
                     "".join(f"{score}: skipped, {why}\n" for score, why in result.skipped.items()))
@@ -390,11 +391,15 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
                 _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
             if problem.kind == "image" and _has_renders(problem):
                 _log_render_tolerance_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
-        tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
-                                                    len(problem.heldout), note)
-        tracking.log_batch(uri, run_id, metrics=metrics, params=params, tags=tags,
-                           history=getattr(model, "history_", None) or {},
-                           flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])
+            tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
+                                                        len(problem.heldout), note)
+            # the model before the scores, so that they are logged to the run and the model at once
+            model_id = models.log_pyfunc_model(uri, run_id, folder, params=params, tags={
+                "dataset": result.dataset, "family": result.family, "label": result.label})
+            tracking.log_batch(uri, run_id, metrics=metrics, params=params, tags=tags,
+                               history=getattr(model, "history_", None) or {},
+                               flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics],
+                               model_id=model_id)
     except BaseException:
         tracking.end_run(uri, run_id, "FAILED")
         raise

@@ -53,6 +53,7 @@ QUIET_ENV = {
     "DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_AGENT_HINT": "1",
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model logged or loaded, in the logs
 }
 
 #: Run states :func:`end_run` accepts.
@@ -515,14 +516,17 @@ def _metric_entries(metrics: dict[str, float], step: int, flag_infinite, timesta
 def log_batch(tracking_uri: str, run_id: str, *, metrics: dict[str, float] | None = None,
               params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
               history: dict[str, list[float]] | None = None, step: int = 0,
-              flag_infinite=()) -> None:
+              flag_infinite=(), model_id: str | None = None) -> None:
     """Metrics (as :func:`log_metrics` logs them), params, tags and step metrics
     (``history``: key -> one value per step) in as few store calls as MLflow's
-    batch limits allow (one, for a child run)."""
+    batch limits allow (one, for a child run). ``model_id``: the run's logged model,
+    which gets the metrics too (the Models views show them)."""
     from mlflow.entities import Metric, Param, RunTag
 
     timestamp = _now_ms()
     m, tag_entries = _metric_entries(metrics or {}, step, flag_infinite, timestamp)
+    if model_id is not None:
+        m = [Metric(e.key, e.value, e.timestamp, e.step, model_id=model_id) for e in m]
     for key, values in (history or {}).items():
         for i, value in enumerate(values):
             value = float(value)
@@ -755,34 +759,47 @@ MODEL_ARTIFACT = "model"
 
 def download_model_folder(run_ref: str, tracking_uri: str | None = None,
                           dst: str | Path | None = None) -> Path:
-    """The local folder of a run's model: ``run_ref`` is a run id or
-    ``runs:/<run id>/model``. Downloads into ``dst`` (default: a new temporary folder)."""
+    """The local folder of a recorded model, in ``pmodel.families`` save format: ``run_ref`` is a
+    run id, ``runs:/<run id>/model`` or ``models:/<name>@<alias>`` (``/<version>``). A run's
+    model is an MLflow pyfunc (``tasks/models.py``) holding that folder, found inside it; a run
+    recorded before that holds the folder itself. Downloads into ``dst`` (default: a new
+    temporary folder)."""
     import tempfile
 
-    ref = run_ref.strip()
-    if ref.startswith("runs:/"):
-        run_id, _, path = ref.removeprefix("runs:/").partition("/")
-        path = path.strip("/") or MODEL_ARTIFACT
-    else:
-        run_id, path = ref, MODEL_ARTIFACT
-    uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
     from mlflow.exceptions import MlflowException
 
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise ValueError(f"no run {run_id!r} in the tracking store {uri}") from None
+    from tasks import models
+
+    ref = run_ref.strip()
+    uri = resolve_tracking_uri(tracking_uri)
+    client = _client(uri)
+    if ref.startswith("models:/"):
+        what, source = f"model {ref}", ref
+    else:
+        if ref.startswith("runs:/"):
+            run_id, _, path = ref.removeprefix("runs:/").partition("/")
+            path = path.strip("/") or MODEL_ARTIFACT
+        else:
+            run_id, path = ref, MODEL_ARTIFACT
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            raise ValueError(f"no run {run_id!r} in the tracking store {uri}") from None
+        what, source = f"run {run_id}", f"runs:/{run_id}/{path}"
     dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="pmodel-model-"))
     try:
-        return Path(client.download_artifacts(run_id, path, str(dst)))
+        with models.fluent_tracking_uri(uri):  # a run's model resolves through the global URI
+            local = _mlflow().artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst),
+                                                           tracking_uri=uri, registry_uri=uri)
     except (MlflowException, OSError) as exc:
-        raise ValueError(f"run {run_id} has no model under {path!r} (runs before models were "
-                         f"recorded have none): {exc}") from None
+        raise ValueError(f"{what} has no model at {source} (runs before models were recorded "
+                         f"have none): {exc}") from None
+    return models.pmodel_folder(local)
 
 
 def load_model_from_run(run_ref: str, tracking_uri: str | None = None):
-    """The fitted model a child run recorded: ``pmodel.load_model`` on its ``model/`` artifact.
+    """The fitted model a child run recorded (or ``models:/NAME@champion``): ``pmodel.load_model``
+    on the folder :func:`download_model_folder` finds.
 
     Examples
     --------

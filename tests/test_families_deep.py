@@ -298,6 +298,8 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
     assert flow.metrics["train_steps"] == 2 * flow.metrics["train_epochs"]
     assert "device" not in children["naive_bayes"].data.tags
 
+    from tasks.tracking import download_model_folder
+
     # on images, each deep child logged its samples while training as one MLflow image
     # sequence, one picture per epoch here (4 epochs, up to 6 pictures)
     for family, epochs in (("vae", 4), ("gan", 3), ("flow", 4), ("diffusion", 3)):
@@ -306,7 +308,7 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
         steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures
                        if "samples-while-training" in p)
         assert steps == list(range(1, epochs + 1)), (family, pictures)
-        assert not [a for a in client.list_artifacts(rid, "model") if a.path.endswith("progress")]
+        assert not [p for p in download_model_folder(rid, store).iterdir() if p.name.endswith("progress")]
 
     # training curves as step metrics, one step per epoch
     run_id = children["flow"].info.run_id
@@ -320,7 +322,7 @@ def test_deep_families_run_through_the_flow_and_mlflow_records_their_scores_and_
     names = {a.path for a in client.list_artifacts(children["diffusion"].info.run_id, "pictures")}
     assert {"pictures/training-curves.png", "pictures/denoising-steps.png"} <= names
     # the saved model holds the state_dict as arrays and the config as JSON
-    meta = json.loads(Path(client.download_artifacts(run_id, "model/model.json")).read_text())
+    meta = json.loads((download_model_folder(run_id, store) / "model.json").read_text())
     assert meta["state"]["config_"]["dataclass"].endswith("ZukoConfig")
 
 

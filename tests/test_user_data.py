@@ -373,6 +373,8 @@ def users_run(prefect_harness, tmp_path_factory):
 def test_the_flow_fits_users_tables_as_written_and_records_them(users_run):
     from mlflow.tracking import MlflowClient
 
+    from tasks.tracking import download_model_folder
+
     state, outcome, store, d, files = users_run
     assert state.is_completed(), state.message      # a skipped pair is not a failure
     assert outcome.failures == {}
@@ -387,13 +389,13 @@ def test_the_flow_fits_users_tables_as_written_and_records_them(users_run):
         assert math.isfinite(child.data.metrics["heldout_loglik"]), child.data.tags["label"]
     # the model's schema holds the labels as written, and samples come back as those labels
     survey_nb = fitted[("survey", "naive_bayes")]
-    schema = json.loads(Path(client.download_artifacts(survey_nb.info.run_id, "model/schema.json",
-                                                       str(d))).read_text())
+    schema = json.loads((download_model_folder(survey_nb.info.run_id, store, d) / "schema.json"
+                         ).read_text())
     assert schema["columns"] == {"ANAPHYLAXIS": ["FALSE", "TRUE"], "Age": ["0", "1", "2"],
                                  "region": ["01", "1", "10"]}
     wide_nb = fitted[("wide", "naive_bayes")]
-    wide_schema = json.loads(Path(client.download_artifacts(wide_nb.info.run_id, "model/schema.json",
-                                                            str(d / "w"))).read_text())
+    wide_schema = json.loads((download_model_folder(wide_nb.info.run_id, store, d / "w")
+                              / "schema.json").read_text())
     assert len(wide_schema["columns"]) == 40
     assert all(set(cats) <= {"yes", "no", "NA", "<missing>"} for cats in wide_schema["columns"].values())
     assert "<missing>" in wide_schema["columns"]["q00"]

@@ -42,6 +42,7 @@ import importlib
 import json
 import math
 import re
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pmodel import __version__
 from pmodel.families.domains import DOMAINS, Domain, domain_from_dict
 from pmodel.paths import atomic_write
 
@@ -296,7 +298,8 @@ class Family(ABC):
         meta = {"format": "pmodel-model", "format_version": FORMAT_VERSION, "family": self.name,
                 "kind": self.kind, "class": f"{type(self).__module__}:{type(self).__qualname__}",
                 "domain": {"kind": self.kind, **asdict(self.domain)},
-                "params": self.get_params(), "log_prob_kind": self.log_prob_kind, "state": state}
+                "params": self.get_params(), "log_prob_kind": self.log_prob_kind, "state": state,
+                "pmodel_version": __version__}
         atomic_write(directory / "arrays.npz", lambda f: np.savez(f, **arrays))
         atomic_write(directory / "model.json",
                       lambda f: f.write(json.dumps(meta, indent=1, allow_nan=True).encode()))
@@ -377,6 +380,11 @@ def load_model(directory: str | Path) -> Family:
         raise ValueError(f"{directory / 'model.json'}: unreadable saved model ({exc})") from None
     if meta.get("format") != "pmodel-model" or meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{directory}: not a pmodel model of format version {FORMAT_VERSION}")
+    saved_by = meta.get("pmodel_version")
+    if saved_by != __version__:  # the format is the same; a family's maths may not be
+        who = f"pmodel {saved_by}" if saved_by else "an earlier pmodel (no version recorded)"
+        warnings.warn(f"{directory}: saved by {who}, loaded by pmodel {__version__}: its samples and scores may differ from "
+                      "those it was recorded with", UserWarning, stacklevel=2)
     cls = family_class(meta["family"], meta["kind"])
     domain = domain_from_dict(meta["domain"])
     model = cls(domain, **meta["params"])
