@@ -29,7 +29,7 @@ from pmodel.version import code_version
 from flows.experiment import build_builtins, data_key, dataset_version, ingest_and_validate
 from flows.runners import env_task_runner
 from flows.runtime import experiments_dir
-from tasks import recovery, tracking
+from tasks import models, recovery, tracking
 from tasks.record import log_child_run
 from tasks.steps import cache_key, must_recompute, split_dataset
 
@@ -146,6 +146,10 @@ def run_sweep(experiment: str, family: str, dataset: str, trials: int, n_jobs: i
                           objective=objective, pruner=pruner, uri=uri, experiment_id=experiment_id,
                           parent=parent, logger=logger, trial_params=trial_params)
         best = record_best(uri, parent, study, objective)
+        if best.get("run_id"):  # the best trial challenges the dataset's champion, as any run's would
+            line = models.challenge_champion(uri, f"{config.name}-{dataset}", best["run_id"])
+            tracking.set_tags(uri, parent, {f"{models.CHAMPION_TAG}.{dataset}": line})
+            logger.info(f"champion of {dataset}: {line}")
         tracking.log_metrics(uri, parent, {
             "n_trials": len(done), "n_pruned": sum(t.state == "PRUNED" for t in done),
             "n_failed": sum(t.state == "FAIL" for t in done), "n_trials_in_study": len(study.trials),

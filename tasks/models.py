@@ -266,6 +266,31 @@ def register_champion(tracking_uri: str, model_name: str, run_ids: list[str],
     return replace(champion, model_name=model_name, version=str(version.version)), why
 
 
+def champion_run_id(tracking_uri: str, model_name: str) -> str | None:
+    """The run of the version ``model_name@champion`` points at; None without one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracking._client(tracking_uri).get_model_version_by_alias(model_name, CHAMPION_ALIAS).run_id
+    except MlflowException:
+        return None
+
+
+def challenge_champion(tracking_uri: str, model_name: str, run_id: str) -> str:
+    """``run_id``'s model against ``model_name``'s current champion, by the same rules as any
+    champion (:func:`choose_champion`): registered as the new champion when it wins, the alias
+    left alone when the champion stays. Returns the line that says which and why."""
+    previous = champion_run_id(tracking_uri, model_name)
+    run_ids = [run_id] + ([previous] if previous and previous != run_id else [])
+    champion, why = choose_champion(candidates_of(tracking_uri, run_ids))
+    if champion is None:
+        return why
+    if champion.run_id == previous:
+        return f"`models:/{model_name}@{CHAMPION_ALIAS}` stays (run {previous}): {why}"
+    champion, why = register_champion(tracking_uri, model_name, run_ids)
+    return f"`{champion.uri}` (version {champion.version}, run {champion.run_id}): {why}"
+
+
 # no retries: a retry after a partial registration would add a second version
 @task(cache_policy=NO_CACHE)
 def register_champions(tracking_uri: str, parent_run_id: str, experiment: str,

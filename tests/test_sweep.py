@@ -166,11 +166,21 @@ def test_the_objective_is_named_and_the_best_is_the_best_child_rechecked_by_a_re
     best = client.get_run(best_id)
     alpha = float(best.data.params["alpha"])
     assert alpha == second.best["params"]["alpha"]
-    model_dir = client.download_artifacts(best_id, "model")
+    from tasks.tracking import download_model_folder
+
+    model_dir = download_model_folder(best_id, store)
     problem = load_problem(second.problem_path)
     refit = run_family("multinomial", {"alpha": alpha}, problem, n_samples=10, seed=0)
     assert refit.metrics["kl_to_truth"] == pytest.approx(kl[best_id], rel=1e-12)
     assert Path(model_dir, "model.json").exists()
+    # the best trial is the dataset's champion, registered like any other; each sweep run's best
+    # challenged the champion, and a new version exists only where the champion changed
+    version = client.get_model_version_by_alias("sweep-resume-fashion", "champion")
+    assert version.run_id == best_id
+    firsts_best = first.best["run_id"]
+    n_versions = len(client.search_model_versions("name = 'sweep-resume-fashion'"))
+    assert n_versions == (1 if firsts_best == best_id else 2)
+    assert "kl_to_truth" in tags["pmodel.champion.fashion"]
 
 
 def test_deep_trials_are_pruned_on_their_validation_loss(prefect_harness, store):
