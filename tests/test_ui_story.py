@@ -203,6 +203,59 @@ def test_leaderboard_shows_standard_errors_and_rows_the_data_cannot_tell_apart()
     assert "±" not in as_text(plain) and CLOSE not in as_text(plain)
 
 
+def _rendered_tables(markdown: str) -> list[list[list[str]]]:
+    """Every table of ``markdown`` as a Markdown renderer reads it (markdown-it, GFM tables):
+    per table, its rows (header first), each a list of its cells' text."""
+    from markdown_it import MarkdownIt
+
+    tables, row, cell = [], None, None
+    for tok in MarkdownIt("commonmark").enable("table").parse(markdown):
+        if tok.type == "table_open":
+            tables.append([])
+        elif tok.type == "tr_open":
+            row = []
+            tables[-1].append(row)
+        elif tok.type in ("th_open", "td_open"):
+            cell = []
+        elif tok.type == "inline" and cell is not None:
+            cell.append("".join(c.content for c in tok.children or []))
+        elif tok.type in ("th_close", "td_close"):
+            row.append("".join(cell))
+            cell = None
+    return tables
+
+
+def test_markdown_leaderboard_rows_have_the_headers_cells_though_run_names_hold_a_bar():
+    """A run name holds '|' ("flow | land"): unescaped it split its cell, the row's numbers
+    moved one column right and the on_land_rate column showed 0 where the flow had 0.895."""
+    from pmodel.leaderboard import as_markdown
+    from pmodel.records import RunResult
+
+    rows = [RunResult("land", "flow", "flow", "flow", {}, log_prob_kind="exact",
+                      metrics={"kl_to_truth": 0.31, "heldout_loglik": -5.2, "on_land_rate": 0.895}),
+            RunResult("land", "gan", "gan", "gan", {}, log_prob_kind="none", metrics={"on_land_rate": 0.5}),
+            RunResult("land", "box", "box", "box", {}, log_prob_kind="exact",
+                      metrics={"kl_to_truth": math.inf, "heldout_loglik": -math.inf, "on_land_rate": 0.3}),
+            RunResult("land", "grid", "grid", "grid", {}, skip="too big | really"),
+            RunResult("land", "vae", "vae", "vae", {}, error="ValueError: x")]
+    names = {("land", r.label): f"{r.label} a=1 | land" for r in rows}
+    text = as_markdown(rows, names)
+    # in the source: every table line has the header's number of unescaped bars (a renderer
+    # drops the cells past the header's, so the excess would not show below)
+    bars = [len(re.findall(r"(?<!\\)\|", line)) for line in text.splitlines() if line.startswith("|")]
+    assert len(set(bars)) == 1, bars
+    tables = _rendered_tables(text)
+    assert len(tables) == 1
+    header, *body = tables[0]
+    assert sum(1 for r in body if r[0]) == 5  # five runs, and the taxonomy groups' headings
+    assert all(len(r) == len(header) for r in body), [len(r) for r in body]
+    by_run = {r[1]: dict(zip(header, r)) for r in body if r[0]}
+    assert by_run["flow a=1 | land"]["on_land_rate"] == "0.895"
+    assert by_run["flow a=1 | land"]["kl_to_truth"] == "0.31"
+    assert by_run["box a=1 | land"]["kl_to_truth"] == "inf"
+    assert by_run["grid a=1 | land"]["kl_to_truth"] == "SKIPPED: too big | really"
+
+
 def test_run_names_put_what_differs_first():
     from pmodel.records import RunResult
     from tasks.record import run_name
