@@ -50,8 +50,8 @@ Examples
 from __future__ import annotations
 
 import math
-import re
 
+from pmodel.glossary import md_cell
 from pmodel.records import RunResult
 
 
@@ -419,13 +419,6 @@ def as_text(results: list[RunResult]) -> str:
                                     for j, (c, n) in enumerate(zip(ex, widths))) + marks)
     lines += [""] + [f"({note})" for note in _notes(results, tables, marked, spreads)]
     return "\n".join(lines)
-
-
-def md_cell(text: str) -> str:
-    """``text`` safe inside a Markdown table cell: a ``|`` (run names hold one:
-    ``NB a=1 | pixels``) would end the cell and shift the row's cells one column right,
-    and ``<factor>`` would be read as an HTML tag and vanish (``<= x`` stays as it is)."""
-    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text).replace("|", "\\|"))
 
 
 def as_markdown(results: list[RunResult], names: dict | None = None) -> str:

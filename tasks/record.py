@@ -192,7 +192,8 @@ def _deep_pictures(problem, model, out: Path, name: str) -> list[Path]:
         return []
     from pmodel.plots import deep as plots_deep
 
-    files = [plots_deep.training_curves(model.history_, out / "training-curves.png", title=name)]
+    files = [plots_deep.training_curves(model.history_, out / "training-curves.png", title=name,
+                                        family=getattr(model, "name", None), kind=problem.kind)]
     if hasattr(model, "denoising_steps"):
         d = problem.domain
         region = (d.lon_min, d.lon_max, d.lat_min, d.lat_max) if problem.kind == "points" else None
@@ -210,11 +211,24 @@ def _value_text(value: float) -> str:
     return fmt(float(value))
 
 
+def _first_clause(text: str) -> str:
+    """``text`` up to its first ``;`` outside parentheses (one inside, as in "(jars: height,
+    width; pixels: ...)", would leave the parenthesis open)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ";" and depth <= 0:
+            return text[:i]
+    return text
+
+
 def child_description(result: RunResult, name: str, kind: str, n_train: int | None,
-                      n_heldout: int | None, picture_note: str | None) -> str:
+                      n_heldout: int | None, picture_note: str | None,
+                      pictures: list[str] = (), parent_pictures: list[str] = ()) -> str:
     """The child run's Markdown description: what the family assumes, what its
-    pictures show, its scores with exact values and what each means."""
-    from pmodel.glossary import FAMILY_ASSUMES, PICTURE_SHOWS, describe
+    pictures show (``pictures``: the artifact paths of those logged on the run,
+    ``parent_pictures``: on its parent), its scores with exact values and what each means."""
+    from pmodel.glossary import FAMILY_ASSUMES, PICTURE_SHOWS, describe, md_cell
     from pmodel.leaderboard import loglik_kind
 
     family = result.family
@@ -224,9 +238,14 @@ def child_description(result: RunResult, name: str, kind: str, n_train: int | No
              f" on dataset `{result.dataset}` ({kind} data{sizes}).", ""]
     if family in FAMILY_ASSUMES:
         lines += [f"**Assumes**: {FAMILY_ASSUMES[family]}.", ""]
-    if kind in PICTURE_SHOWS:
+    if MAIN_PICTURE in pictures and kind in PICTURE_SHOWS:
+        others = [p for p in pictures if p != MAIN_PICTURE]
         lines += [f"**Pictures**: {PICTURE_SHOWS[kind]}."
-                  + (f" {picture_note}" if picture_note else ""), ""]
+                  + (f" {picture_note}" if picture_note else "")
+                  + (" Also in this run's artifacts: " + ", ".join(f"`{p}`" for p in others) + "."
+                     if others else "")
+                  + (" On the parent run: " + ", ".join(f"`{p}`" for p in parent_pictures) + "."
+                     if parent_pictures else ""), ""]
     if result.error:
         lines += [f"**Failed**: `{result.error.splitlines()[0][:300]}` (full text: `error.txt`)."]
         return "\n".join(lines)
@@ -241,12 +260,21 @@ def child_description(result: RunResult, name: str, kind: str, n_train: int | No
               "| score | value | better | meaning |", "|---|---|---|---|"]
     for key, value in metrics.items():
         entry = describe(key)
-        meaning = entry.meaning.split(";")[0] if entry else ""
+        meaning = _first_clause(entry.meaning) if entry else ""
         better = (entry.better if entry else "") or "-"
-        lines.append(f"| `{key}` | {_value_text(value)} | {better} | {meaning.replace('|', '/')} |")
+        lines.append(f"| `{key}` | {_value_text(value)} | {md_cell(better)} | {md_cell(meaning)} |")
     if result.notes:
         lines += ["", "**Skipped or noted**:", ""] + [f"- {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _artifact_paths(stage: Path) -> list[str]:
+    """The pictures and tables staged for a child run (not its model): artifact paths,
+    ``samples.png`` first."""
+    paths = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()
+                   and p.relative_to(stage).parts[0] != tracking.MODEL_ARTIFACT
+                   and p.suffix in (".png", ".csv", ".md"))
+    return sorted(paths, key=lambda p: p != MAIN_PICTURE)
 
 
 def _csv_columns(path: Path) -> list[str]:
@@ -294,28 +322,28 @@ def _log_inputs(uri: str, run_id: str, dataset: str, ingested: Ingested) -> None
                                    if role == "heldout" else role)
 
 
-def _log_once(uri: str, parent_run_id: str, folder: str | None, name: str, draw) -> None:
+def _log_once(uri: str, parent_run_id: str, folder: str | None, name: str, draw) -> str:
     """Log the picture ``draw(name)`` draws at ``folder/name`` on the parent run, unless an
-    earlier child of the dataset did (the picture is drawn only when logged)."""
+    earlier child of the dataset did (the picture is drawn only when logged); its path."""
     path = f"{folder}/{name}" if folder else name
-    if any(a.path == path for a in tracking.list_artifacts(uri, parent_run_id, folder)):
-        return
-    tracking.log_artifact(uri, parent_run_id, draw(name), folder)
+    if not any(a.path == path for a in tracking.list_artifacts(uri, parent_run_id, folder)):
+        tracking.log_artifact(uri, parent_run_id, draw(name), folder)
+    return path
 
 
-def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem, out: Path) -> None:
+def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem, out: Path) -> str:
     """The training images of an image dataset, once, on the parent run."""
     from pmodel import plots
 
     n = len(problem.train)
-    _log_once(uri, parent_run_id, None, f"training-images-{dataset}.png",
+    return _log_once(uri, parent_run_id, None, f"training-images-{dataset}.png",
               lambda name: plots.image_grid(problem.train[:50], out / name, n_cols=10,
                                             title=f"{dataset}: the first {min(50, n)} of {n} "
                                             "training images"))
 
 
 def _log_render_tolerance_once(uri: str, parent_run_id: str, dataset: str, problem,
-                               out: Path) -> None:
+                               out: Path) -> str:
     """What a distance in grey levels looks like, once per image dataset with valid renders,
     on the parent run: a training image (a render) under noise of sigma 2, 4 and 8, and a
     sample of naive Bayes (alpha 0.01) fitted here on the training images."""
@@ -330,7 +358,7 @@ def _log_render_tolerance_once(uri: str, parent_run_id: str, dataset: str, probl
                                       rng=np.random.default_rng([0, 6]),
                                       sample_name="naive Bayes, a=0.01")
 
-    _log_once(uri, parent_run_id, "pictures", f"render-tolerance-{dataset}.png", draw)
+    return _log_once(uri, parent_run_id, "pictures", f"render-tolerance-{dataset}.png", draw)
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
@@ -364,8 +392,13 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
         problem = load_problem(result.problem_path)
         model, _ = load_model(result.model_path)
         samples, _ = load_samples(result.samples_path)
+        # the exact count, every digit (a multinomial over pixels has hundreds): a parameter
+        # while it fits MLflow's limit, else an artifact the parameter names
+        exact = str(model.n_parameters_)
+        fits = len(exact) <= tracking.MAX_PARAM_VAL_LENGTH
         params.update(n_train=len(problem.train), n_heldout=len(problem.heldout),
-                      n_parameters_exact=str(model.n_parameters_)[:200])
+                      n_parameters_exact=exact if fits else
+                      f"{len(exact)} digits: see n_parameters_exact.txt")
         tags = {"log_prob_kind": result.log_prob_kind or model.log_prob_kind,
                 "taxonomy": result.taxonomy or getattr(model, "taxonomy", ""),
                 **result.tags,   # where a deep family trained: device, device_name, torch and CUDA versions
@@ -379,19 +412,31 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
             if problem.schema is not None:  # so samples can be written with their names
                 (stage / tracking.MODEL_ARTIFACT / "schema.json").write_text(
                     json.dumps(problem.schema.to_dict()))
+            if not fits:
+                (stage / "n_parameters_exact.txt").write_text(exact + "\n")
             if result.skipped:
                 (stage / "skipped-scores.txt").write_text(
                     "".join(f"{score}: skipped, {why}\n" for score, why in result.skipped.items()))
             if result.notes:
                 (stage / "notes.txt").write_text("\n".join(result.notes) + "\n")
+            pictures = _artifact_paths(stage)  # what the description names: what was logged
+            parent_pictures = []
             tracking.log_artifacts(uri, run_id, stage)
-            tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress_pictures(result.model_path))
+            progress = progress_pictures(result.model_path)
+            tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress)
+            if progress:
+                note = " ".join(filter(None, [note, f"{len(progress)} sample grids drawn while it "
+                                              f"trained, by epoch: the image sequence "
+                                              f"`{TRAINING_IMAGES_KEY}`."]))
             if problem.kind == "image":
-                _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
+                parent_pictures.append(_log_training_grid_once(uri, parent_run_id, result.dataset,
+                                                               problem, Path(tmp)))
             if problem.kind == "image" and _has_renders(problem):
-                _log_render_tolerance_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
+                parent_pictures.append(_log_render_tolerance_once(uri, parent_run_id, result.dataset,
+                                                                  problem, Path(tmp)))
         tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
-                                                    len(problem.heldout), note)
+                                                    len(problem.heldout), note, pictures,
+                                                    parent_pictures)
         tracking.log_batch(uri, run_id, metrics=metrics, params=params, tags=tags,
                            history=getattr(model, "history_", None) or {},
                            flag_infinite=[k for k in MAY_BE_INFINITE if k in metrics])

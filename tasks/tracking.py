@@ -83,7 +83,7 @@ NOTE_TAG = "mlflow.note.content"
 SHARED_VIEW_PREFIX, RUNS_VIEW = "mlflow.sharedViewState.", "pmodel-runs"
 
 # Limits of the installed MLflow (mlflow/utils/validation.py); checked in tests.
-_MAX_PARAM_VAL_LENGTH = 6000
+_MAX_PARAM_VAL_LENGTH = MAX_PARAM_VAL_LENGTH = 6000
 _MAX_TAG_VAL_LENGTH = 8000
 _MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 _MAX_DATASET_DIGEST_SIZE = 36

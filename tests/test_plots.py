@@ -343,6 +343,21 @@ def test_comparison_panels_number_repeated_runs(runs):
     assert labels == ["box #1", "box #2", "multinomial alpha=0", "naive_bayes alpha=1"]
 
 
+def test_comparison_panels_show_a_bound_only_family_by_its_bound_marked_as_one(runs, tmp_path):
+    """A VAE has only bounds: it showed "n/a" on the KL and log-likelihood panels, like a family
+    that was not fitted."""
+    vae = pd.DataFrame({"dataset": ["fashion"], "entry": ["vae"], "kl_to_truth_bound": [0.9],
+                        "heldout_loglik_bound": [-7.5]})
+    panels = plots.comparison_panels(pd.concat([runs, vae], ignore_index=True),
+                                     ["kl_to_truth", "heldout_loglik", "novelty_rate"])
+    kl, ll = (dict(panels[("fashion", m)])["vae"] for m in ("kl_to_truth", "heldout_loglik"))
+    assert (kl, kl.side) == (0.9, "upper") and (ll, ll.side) == (-7.5, "lower")
+    assert not hasattr(dict(panels[("fashion", "kl_to_truth")])["box"], "side")  # exact: no mark
+    assert np.isnan(dict(panels[("fashion", "novelty_rate")])["vae"])
+    assert np.isnan(dict(panels[("land", "kl_to_truth")])["vae"])  # not fitted there: still n/a
+    open_png(plots.comparison_plot(pd.concat([runs, vae], ignore_index=True), tmp_path / "b.png"))
+
+
 def _inf_red_pixels(img) -> int:
     px = np.asarray(img.convert("RGB")).astype(int)
     return int((np.abs(px - np.array([0xb2, 0x18, 0x2b])).sum(axis=-1) < 40).sum())
