@@ -33,6 +33,8 @@ MAY_BE_INFINITE = ("heldout_loglik", "heldout_bits_per_dim", "heldout_loglik_bou
 #: The main picture of every child run, at the artifact root under one name,
 #: so MLflow's compare view shows the children of a dataset side by side.
 MAIN_PICTURE = "samples.png"
+#: the main picture as an MLflow image (the chart view's image grid)
+SAMPLES_IMAGE_KEY = "samples"
 #: the sample grids a deep family drew while it trained: an MLflow image sequence (one per epoch step)
 TRAINING_IMAGES_KEY = "samples-while-training"
 
@@ -212,13 +214,17 @@ def _value_text(value: float) -> str:
 
 
 def _first_clause(text: str) -> str:
-    """``text`` up to its first ``;`` outside parentheses (one inside, as in "(jars: height,
-    width; pixels: ...)", would leave the parenthesis open)."""
-    depth = 0
+    """``text`` up to its first ``;``, or, when that ``;`` is inside parentheses (as in "one
+    known factor (jars: height, width; pixels: ...)"), up to where they open: a cut inside
+    them would leave the parenthesis open."""
+    opened = []  # where each parenthesis still open began
     for i, ch in enumerate(text):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == ";" and depth <= 0:
-            return text[:i]
+        if ch == "(":
+            opened.append(i)
+        elif ch == ")" and opened:
+            opened.pop()
+        elif ch == ";":
+            return text[:opened[0] if opened else i].rstrip()
     return text
 
 
@@ -422,6 +428,12 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
             pictures = _artifact_paths(stage)  # what the description names: what was logged
             parent_pictures = []
             tracking.log_artifacts(uri, run_id, stage)
+            # the main picture also as an MLflow image: the runs table's chart view shows it for
+            # any number of runs, each under its run's name (the compare view's artifact list
+            # is squeezed out past three runs)
+            tracking.log_image_steps(uri, run_id, SAMPLES_IMAGE_KEY, [(0, stage / MAIN_PICTURE)]
+                                     if (stage / MAIN_PICTURE).suffix == ".png" and
+                                     (stage / MAIN_PICTURE).exists() else [])
             progress = progress_pictures(result.model_path)
             tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress)
             if progress:
@@ -471,11 +483,15 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
 
 
 def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                       limit: int = 8000, over_seeds: list[RunResult] | None = None) -> str:
+                       limit: int = 8000, over_seeds: list[RunResult] | None = None,
+                       glossary_link: str | None = None, experiment_id: str | None = None) -> str:
     """The parent run's Markdown description: the experiment file's
     description, the leaderboard ranked by KL, and the glossary of the scores
-    it shows (all of it when it fits in ``limit`` characters). Over several seeds
-    the leaderboard is ``over_seeds``: each (dataset, family)'s mean ± sd."""
+    it records: all of them when they fit in ``limit`` characters, else those the
+    leaderboard shows, else none; what is left out is in ``glossary.md`` (a link to
+    it when ``glossary_link`` is given) and in the experiment's description. With
+    ``experiment_id``, a link to each dataset's runs. Over several seeds the leaderboard is
+    ``over_seeds``: each (dataset, family)'s mean ± sd."""
     from pmodel.glossary import glossary_markdown
     from pmodel.leaderboard import as_markdown
 
@@ -489,7 +505,11 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
             "dataset, sort the runs by `kl_to_truth` (ascending) or by `heldout_loglik` "
             "(descending); a model that gives some held-out example probability 0 has "
             "`heldout_loglik` = -inf and sorts last. The compare view shows the children's "
-            f"`{MAIN_PICTURE}` side by side.", "", "### Leaderboard", "",
+            f"`{MAIN_PICTURE}` side by side.", "",
+            *([f"Each dataset's runs, best first: " + " · ".join(
+                f"[{d}]({tracking.runs_view_link(experiment_id, dataset_view_key(d))})"
+                for d in dict.fromkeys(r.dataset for r in results)), ""] if experiment_id else []),
+            "### Leaderboard", "",
             as_markdown(results, names), ""]
     if failures:
         head += ["### Failed", ""] + [f"- `{k}`: {v.splitlines()[0][:200]}" for k, v in failures.items()] + [""]
@@ -498,12 +518,18 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
         head += ["### Skipped (not fitted: neither a success nor a failure)", ""] + [
             f"- `{k}`: {why}" for k, why in skips.items()] + [""]
     seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
-    text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(seen)])
-    if len(text) > limit:
-        text = "\n".join(head + ["### What the scores mean", "",
-                                 "See `glossary.md` in this run's artifacts, and the experiment's "
-                                 "description."])
-    return text
+    shown = [k for k in (*KL_COLUMNS, "heldout_loglik", "heldout_loglik_bound",
+                         "heldout_loglik_in_support", "out_of_support_rate", "on_land_rate",
+                         "valid_rate", "near_render_rate", "near_render_rate_16",
+                         "median_render_distance", "novelty_rate") if k in seen]
+    where = (f"[`glossary.md`]({glossary_link})" if glossary_link else "`glossary.md`")
+    rest = (f"Every score, with its meaning, unit and better direction: {where} in this run's "
+            "artifacts, and the experiment's description.")
+    for names, note in ((seen, []), (shown, ["", "The scores of the leaderboard's columns. " + rest])):
+        text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(names)] + note)
+        if len(text) <= limit:
+            return text
+    return "\n".join(head + ["### What the scores mean", "", rest])
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="log-summary")
@@ -562,46 +588,74 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
                           "skipped-fits.txt")
         tracking.set_tags(uri, parent_run_id, {"skipped": "; ".join(
             f"{k}: {why}" for k, why in skips.items())[:5000]})
-    description = parent_description(config, results, failures, over_seeds=over_seeds)
-    tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
+    description = parent_description(config, results, failures, over_seeds=over_seeds,
+                                     glossary_link=tracking.artifact_link(experiment_id, parent_run_id,
+                                                                          "glossary.md"),
+                                     experiment_id=experiment_id)
+    tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
-        config, results, failures, parent_run_id, over_seeds=over_seeds)})
+        config, results, failures, parent_run_id, over_seeds=over_seeds,
+        experiment_id=experiment_id)})
     _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": sum(1 for r in results if not r.skip),
                                               "n_failed": sum(1 for r in results if r.error),
                                               "n_skipped": len(skips)})
 
 
+#: The KL columns of the leaderboard: exact, an upper bound, Monte-Carlo estimates.
+KL_COLUMNS = ("kl_to_truth", "kl_to_truth_bound", "kl_to_truth_estimate", "kl_to_truth_bound_estimate")
+
 #: The runs table's columns, in this order of preference, when some run has them.
-VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "kl_to_truth_estimate", "kl_to_truth_estimate_se",
-                "heldout_loglik", "heldout_loglik_bound",
+VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "kl_to_truth_bound", "kl_to_truth_estimate",
+                "kl_to_truth_estimate_se", "kl_to_truth_bound_estimate", "heldout_loglik", "heldout_loglik_bound",
                 "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim",
                 "on_land_rate", "valid_rate", "near_render_rate", "novelty_rate")
 
 
+def dataset_view_key(dataset: str) -> str:
+    """The runs-table view of one dataset's runs (see :func:`_set_runs_view`)."""
+    return f"{tracking.RUNS_VIEW}-{dataset}"
+
+
+def _sort_key(present: set[str]) -> str | None:
+    return next((k for k in ("kl_to_truth", "kl_to_truth_estimate", "heldout_loglik", "heldout_loglik_bound")
+                 if k in present), None)
+
+
 def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> None:
-    """The view the printed links open: children grouped by dataset, best first
-    (by KL where the truth is known, else by held-out log-likelihood)."""
-    present = {k for r in results for k in (r.metrics or {})}
-    present |= {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
-    sort_by = next((k for k in ("kl_to_truth", "kl_to_truth_estimate", "heldout_loglik", "heldout_loglik_bound")
-                    if k in present), None)
-    if sort_by is None:
-        return
+    """The views the printed links and the descriptions open: all the children, and one
+    per dataset; best first (by KL where the truth is known, else by held-out
+    log-likelihood), the dataset the first column. Not grouped (see
+    :func:`tasks.tracking.set_runs_view`): a view per dataset instead."""
+    def metrics_of(rows: list[RunResult]) -> set[str]:
+        present = {k for r in rows for k in (r.metrics or {})}
+        return present | {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
+
     params = sorted({k for r in results for k in r.params})
-    tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by.startswith("kl_"),
-                           group_by_tag="dataset", metrics=[m for m in VIEW_METRICS if m in present],
-                           params=params)
+    views = [(tracking.RUNS_VIEW, "", results)]
+    for dataset in dict.fromkeys(r.dataset for r in results):
+        rows = [r for r in results if r.dataset == dataset]
+        views.append((dataset_view_key(dataset), f"tags.dataset = '{dataset}'", rows))
+    for key, where, rows in views:
+        present = metrics_of(rows)
+        sort_by = _sort_key(present)
+        if sort_by is None:
+            continue
+        tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by.startswith("kl_"),
+                               tags=["dataset"], metrics=[m for m in VIEW_METRICS if m in present],
+                               params=params, search_filter=where, key=key)
 
 
 def experiment_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                           parent_run_id: str, over_seeds: list[RunResult] | None = None) -> str:
+                           parent_run_id: str, over_seeds: list[RunResult] | None = None,
+                           experiment_id: str | None = None) -> str:
     """The experiment's description: the parent's, with the latest run named
     and the whole glossary."""
     from pmodel.glossary import glossary_markdown
 
-    text = parent_description(config, results, failures, limit=10**9, over_seeds=over_seeds)
+    text = parent_description(config, results, failures, limit=10**9, over_seeds=over_seeds,
+                              experiment_id=experiment_id)
     text = text.replace("### Leaderboard", f"### Leaderboard of the latest run (`{parent_run_id}`)", 1)
     cut = text.index("### What the scores mean")
     return text[:cut] + "### What the scores mean\n\n" + glossary_markdown()

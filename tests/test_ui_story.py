@@ -367,7 +367,7 @@ def test_the_store_sorts_the_same_best_model_first_by_kl_or_by_heldout_loglik(ti
 def test_experiment_is_model_training_and_described(tiny_run, flow_store):
     from pmodel.glossary import SCORES
 
-    outcome, parent, _ = tiny_run
+    outcome, parent, children = tiny_run
     experiment = _client(flow_store).get_experiment(outcome.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     note = experiment.tags["mlflow.note.content"]
@@ -375,12 +375,36 @@ def test_experiment_is_model_training_and_described(tiny_run, flow_store):
     assert all(f"`{name}`" in note for name in SCORES)  # the whole glossary
     view = json.loads(experiment.tags["mlflow.sharedViewState.pmodel-runs"])
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`kl_to_truth`", True)
-    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "dataset"}]
+    # not grouped: MLflow's group rows aggregate every column with one function (min), which
+    # paired the best KL with the worst log-likelihood; a view per dataset instead
+    assert view["groupBy"] is None and view["searchFilter"] == ""
+    assert view["selectedColumns"][0] == "tags.`dataset`"
     assert "metrics.`heldout_loglik`" in view["selectedColumns"]
+    assert view["columnOrder"] == view["selectedColumns"]
+    # every column wide enough for its whole name (MLflow cut "heldout_loglik_in_support" and
+    # "heldout_loglik_bound" alike to "heldout_loglik_")
+    assert all(view["columnWidths"][c] >= 7 * len(c.split("`")[1]) for c in view["selectedColumns"])
     parent_note = parent.data.tags["mlflow.note.content"]
+    for dataset in ("fashion", "pixels", "land"):
+        one = json.loads(experiment.tags[f"mlflow.sharedViewState.pmodel-runs-{dataset}"])
+        assert one["searchFilter"] == f"tags.dataset = '{dataset}'" and one["groupBy"] is None
+        runs = _client(flow_store).search_runs([outcome.experiment_id], one["searchFilter"])
+        assert {r.data.tags["dataset"] for r in runs} == {dataset} and len(runs) == 3
+        link = (f"[{dataset}](#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
+                f"&viewStateShareKey=pmodel-runs-{dataset})")
+        assert link in parent_note
     assert "A tiny experiment" not in parent_note  # tiny.yaml has no description: none invented
     assert "**fashion**, best first, by KL to the truth" in parent_note
     assert "`kl_to_truth`" in parent_note and "lower" in parent_note
+    # the parent's parameters agree with its children's: sizes per dataset, no global
+    params = parent.data.params
+    assert "n_train" not in params and "n_heldout" not in params and "n_samples" not in params
+    assert {k: params[k] for k in params if k.startswith(("n_train.", "n_heldout.", "n_samples."))} == {
+        **{f"n_train.{d}": "20" for d in ("fashion", "pixels", "land")},
+        **{f"n_heldout.{d}": "100" for d in ("fashion", "pixels", "land")},
+        **{f"n_samples.{d}": "200" for d in ("fashion", "pixels", "land")}}
+    for child in children:
+        assert child.data.params["n_train"] == params[f"n_train.{child.data.tags['dataset']}"]
 
 
 def test_run_names_descriptions_and_provenance(tiny_run):
@@ -396,17 +420,48 @@ def test_run_names_descriptions_and_provenance(tiny_run):
         note = child.data.tags["mlflow.note.content"]
         assert "**Assumes**" in note and "**Pictures**" in note and "samples.png" in note
         assert "| `kl_to_truth` |" in note
+        # every table row keeps its four cells ('||' in KL(P_data || P_model) is escaped)
+        (table,) = _rendered_tables(note)
+        assert all(len(row) == 4 for row in table), child.info.run_name
+        meaning = dict((row[0], row[3]) for row in table)
+        assert "KL(P_data || P_model)" in meaning["kl_to_truth"] and "//" not in note
+        assert all(m.count("(") == m.count(")") for m in meaning.values()), meaning
     box = next(c for c in children if c.info.run_name == "box | land")
     assert "| `kl_to_truth` | inf |" in box.data.tags["mlflow.note.content"]
+    # the exact parameter count, every digit (it was cut to 200): a multinomial over 32 x 32
+    # pixels of L grey levels has L^1024 - 1 free cell probabilities
+    grid = next(c for c in children if c.info.run_name == "multinomial a=1 | pixels")
+    assert int(grid.data.params["n_parameters_exact"]) + 1 in {k**1024 for k in range(2, 257)}
+
+
+def _artifact_files(client, run_id: str, folder: str | None = None) -> set[str]:
+    out = set()
+    for a in client.list_artifacts(run_id, folder):
+        out |= _artifact_files(client, run_id, a.path) if a.is_dir else {a.path}
+    return out
 
 
 def test_pictures_side_by_side_and_training_grid_once(tiny_run, flow_store):
     _, parent, children = tiny_run
     client = _client(flow_store)
+    parent_files = _artifact_files(client, parent.info.run_id)
     for child in children:
         root = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "samples.png" in root, (child.info.run_name, root)
         assert not any(p.startswith("training") for p in root)
+        # the description names the pictures that were logged, and only those
+        note = child.data.tags["mlflow.note.content"]
+        pictures = next(line for line in note.splitlines() if line.startswith("**Pictures**"))
+        named = set(re.findall(r"`([^`]+\.(?:png|csv|md))`", pictures))
+        files = _artifact_files(client, child.info.run_id)
+        logged = {p for p in files if p.endswith((".png", ".csv", ".md")) and not p.startswith(("model/", "images/"))}
+        on_parent = named - logged
+        assert named & logged == logged, (child.info.run_name, logged - named)
+        assert on_parent <= parent_files, (child.info.run_name, on_parent - parent_files)
+        if child.data.tags["dataset"] == "pixels":
+            assert "training-images-pixels.png" in on_parent
+        # the main picture also as an image, for the chart view's image grid
+        assert any(p.startswith("images/samples") for p in files), files
     parent_root = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"training-images-pixels.png", "comparison.json", "comparison.csv",
             "comparison.png", "glossary.md"} <= parent_root

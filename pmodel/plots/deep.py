@@ -82,11 +82,13 @@ def curves_figure(history: dict, *, title: str | None = None, family: str | None
         few = len(v) < 30
         ax.plot(np.arange(1, len(v) + 1), v, marker="o" if few else None,
                 ms=7 if len(v) == 1 else 3, label=k + (f" (1 {step} only)" if len(v) == 1 else ""))
+    ax.set_xlabel(step)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     if max(len(v) for v in curves.values()) == 1:  # a lone point: say why there is no curve
         ax.text(0.5, 0.92, f"1 {step}: a point, not a curve", transform=ax.transAxes,
                 ha="center", va="top", fontsize=9, color="#555555")
-    ax.set_xlabel(step)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+        ax.set_xlim(0.5, 1.5)
+        ax.set_xticks([1])
     ax.set_ylabel(CURVE_UNITS.get((family, kind), "loss"), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -286,8 +286,8 @@ def land_map(truth: LandData, samples, path, *, train=None, box=None, title: str
         # samples (188 green pixels were left on the flow's map)
         T = _points(train)
         m = len(T)
-        ax.scatter(T[:, 0], T[:, 1], s=16 if m <= 300 else 5 if m <= 3000 else 1.5, marker="o",
-                   c=TRAIN_COLOR, alpha=0.8 if m <= 3000 else 0.45, linewidths=0, zorder=1)
+        ax.scatter(T[:, 0], T[:, 1], s=12 if m <= 300 else 2.5 if m <= 3000 else 1.0, marker="o",
+                   c=TRAIN_COLOR, alpha=0.7 if m <= 300 else 0.35, linewidths=0, zorder=1)
         handles.append(Line2D([], [], ls="", marker="o", ms=4, color=TRAIN_COLOR,
                               label=f"training points: {m} (under the samples)"))
 
