@@ -437,9 +437,9 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
             progress = progress_pictures(result.model_path)
             tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress)
             if progress:
-                note = " ".join(filter(None, [note, f"{len(progress)} sample grids drawn while it "
-                                              f"trained, by epoch: the image sequence "
-                                              f"`{TRAINING_IMAGES_KEY}`."]))
+                grids = "1 sample grid" if len(progress) == 1 else f"{len(progress)} sample grids"
+                note = " ".join(filter(None, [note, f"{grids} drawn while it trained, by epoch: "
+                                              f"the image sequence `{TRAINING_IMAGES_KEY}`."]))
             if problem.kind == "image":
                 parent_pictures.append(_log_training_grid_once(uri, parent_run_id, result.dataset,
                                                                problem, Path(tmp)))
@@ -504,8 +504,9 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
             "Each child run is one model family fitted to one dataset. To find the best model of a "
             "dataset, sort the runs by `kl_to_truth` (ascending) or by `heldout_loglik` "
             "(descending); a model that gives some held-out example probability 0 has "
-            "`heldout_loglik` = -inf and sorts last. The compare view shows the children's "
-            f"`{MAIN_PICTURE}` side by side.", "",
+            "`heldout_loglik` = -inf and sorts last. The runs table's chart view shows every "
+            f"child's `{MAIN_PICTURE}` under its name (the image `{SAMPLES_IMAGE_KEY}`); the compare "
+            "view, side by side for up to three runs.", "",
             *([f"Each dataset's runs, best first: " + " · ".join(
                 f"[{d}]({tracking.runs_view_link(experiment_id, dataset_view_key(d))})"
                 for d in dict.fromkeys(r.dataset for r in results)), ""] if experiment_id else []),

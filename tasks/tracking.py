@@ -367,7 +367,7 @@ def experiment_url(tracking_uri: str, experiment_id: str, port: int = UI_PORT,
 def artifact_link(experiment_id: str, run_id: str, path: str) -> str:
     """A link, relative to the UI's page, that opens ``path`` in the run's artifacts: for
     Markdown the UI shows (a description), so it holds on any host and port."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}"
+    return f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}?{UI_VIEW}"
 
 
 def set_runs_view(tracking_uri: str, experiment_id: str, *, sort_by: str, ascending: bool,
