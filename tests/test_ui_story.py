@@ -256,6 +256,32 @@ def test_markdown_leaderboard_rows_have_the_headers_cells_though_run_names_hold_
     assert by_run["grid a=1 | land"]["kl_to_truth"] == "SKIPPED: too big | really"
 
 
+def test_parent_description_keeps_the_glossary_it_can_and_links_the_rest():
+    """The README promises the glossary in the parent's description: it said "see glossary.md"
+    as soon as the whole glossary did not fit MLflow's 8,000 characters."""
+    from pmodel.glossary import glossary_markdown
+    from pmodel.records import RunResult
+    from tasks.record import parent_description
+
+    metrics = {"kl_to_truth": 0.4, "heldout_loglik": -7.6, "heldout_loglik_in_support": -7.6,
+               "out_of_support_rate": 0.0, "novelty_rate": 0.9, "fit_seconds": 0.1,
+               "unique_rate": 1.0, "train_seconds": 1.0, "latent_r2": 0.5, "latent_r2_width": 0.5}
+    rows = [RunResult("fashion", "f", f"f{i}", f"f{i}", {}, metrics=metrics) for i in range(3)]
+    config, link = {"name": "x"}, "#/experiments/1/runs/r/artifacts/glossary.md"
+    whole = parent_description(config, rows, {}, limit=10**6, glossary_link=link)
+    assert glossary_markdown(list(metrics)) in whole and link not in whole
+    short = parent_description(config, rows, {}, limit=len(whole) - 1, glossary_link=link)
+    assert len(short) <= len(whole) - 1
+    shown = glossary_markdown(["kl_to_truth", "heldout_loglik", "heldout_loglik_in_support",
+                               "out_of_support_rate", "novelty_rate"])
+    assert shown in short and "`latent_r2_width`" not in short.split("What the scores mean")[1]
+    assert f"[`glossary.md`]({link})" in short
+    bare = parent_description(config, rows, {}, limit=len(short) - 1, glossary_link=link)
+    assert f"[`glossary.md`]({link})" in bare and "| `kl_to_truth` |" not in bare
+    # "<factor>" survives Markdown: escaped, not read as an HTML tag
+    assert "latent_r2_&lt;factor>" in whole
+
+
 def test_run_names_put_what_differs_first():
     from pmodel.records import RunResult
     from tasks.record import run_name
