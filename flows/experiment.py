@@ -83,6 +83,22 @@ def _error_text(future) -> str:
 # Deployments take their task runner from the environment of the process that
 # runs them (PMODEL_RUNNER=dask, PMODEL_DASK_ADDRESS=tcp://...), read when a run
 # starts; `pmodel run` passes its --runner explicitly.
+def _size_params(config) -> dict:
+    """The parent's sizes, per dataset (a dataset may set its own, so one global number would
+    contradict its children): ``n_samples.<dataset>``, and for built-in data the sizes it is
+    built with, ``n_train.<dataset>`` and ``n_heldout.<dataset>`` (a user's files are as big
+    as they are: their row counts are on the dataset inputs)."""
+    from pmodel.config import BuiltinDataset
+
+    out = {}
+    for name, ds in config.datasets.items():
+        out[f"n_samples.{name}"] = config.n_samples_for(name)
+        if isinstance(ds, BuiltinDataset):
+            build = config.build_config(name)
+            out[f"n_train.{name}"], out[f"n_heldout.{name}"] = build.n_train, build.n_heldout
+    return out
+
+
 @flow(name="run-experiment", flow_run_name="{experiment}", log_prints=True,
       task_runner=env_task_runner())
 def run_experiment(experiment: str, overrides: list[str] | None = None,
@@ -109,8 +125,7 @@ def run_experiment(experiment: str, overrides: list[str] | None = None,
     seeds = tuple(config.seeds or ())
     tracking.log_params(uri, parent, {"experiment": config.name,
                                       "seed": ",".join(map(str, seeds)) if seeds else config.seed,
-                                      "n_samples": config.n_samples, "n_train": config.build.n_train,
-                                      "n_heldout": config.build.n_heldout,
+                                      **_size_params(config),
                                       "overrides": " ".join(overrides or []) or "-"})
     clock.lap("prepare_tracking")
     monitor = contextlib.ExitStack()  # the system metrics, sampled until the fits are logged

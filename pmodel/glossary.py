@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 
@@ -245,13 +246,19 @@ def glossary_markdown(names=None) -> str:
         entry = describe(name)
         if entry is None:
             continue
-        lines.append(f"| `{name}` | {_md(entry.meaning)} | {_md(entry.unit)} | "
-                     f"{_md(entry.better) or '(a fact, not a score)'} |")
+        lines.append(f"| `{name}` | {md_cell(entry.meaning)} | {md_cell(entry.unit)} | "
+                     f"{md_cell(entry.better) or '(a fact, not a score)'} |")
     return "\n".join(lines)
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+def md_cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: a ``|`` (run names hold one:
+    ``NB a=1 | pixels``; ``KL(P_data || P_model)``) would end the cell and shift the row's
+    cells one column right, and ``<factor>`` would be read as an HTML tag and vanish
+    (``<= x`` stays as it is)."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text).replace("|", "\\|"))
+
+
 
 
 # ---------------------------------------------------------------------------
@@ -282,17 +289,16 @@ FAMILY_ASSUMES: dict[str, str] = {
                  "likelihood is bounded from below by the variational bound",
 }
 
-#: What the main picture (``samples.png``) shows, per data kind.
+#: What the main picture (``samples.png``) shows, per data kind (the run's other pictures
+#: are named from what was logged).
 PICTURE_SHOWS: dict[str, str] = {
     "categorical": "`samples.png`: ten sampled rows; the last column says whether the row is a "
                    "copy of a training row",
     "image": "`samples.png`: 50 sampled images, on built-in data each above its nearest valid "
              "render with their RMS distance d in grey levels (8 or less: the eye takes it for "
-             "that render); on the parent run, the training images "
-             "(`training-images-<dataset>.png`) and on built-in data what a distance looks "
-             "like (`pictures/render-tolerance-<dataset>.png`)",
-    "points": "`samples.png`: the samples on the map, green on land and red at sea, with the "
-              "training points (black crosses)",
+             "that render)",
+    "points": "`samples.png`: the samples on the map, green on land and red at sea, over the "
+              "training points (small grey dots under them)",
 }
 
 _SHORT_FAMILY = {"naive_bayes": "NB"}

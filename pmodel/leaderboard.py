@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 
+from pmodel.glossary import md_cell
 from pmodel.records import RunResult
 
 
@@ -424,7 +425,8 @@ def as_text(results: list[RunResult]) -> str:
 
 def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
     """The same leaderboard in Markdown; ``names`` maps (dataset, label) to a run name.
-    A ranking cell with a spread reads ``x ± se`` (or ``± sd`` over seeds)."""
+    A ranking cell with a spread reads ``x ± se`` (or ``± sd`` over seeds). Every cell
+    goes through :func:`md_cell`, so every row has the header's number of cells."""
     names = names or {}
     parts, tables, marked, spreads = [], [], False, False
     for dataset, rows in ranked(results).items():
@@ -441,9 +443,9 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
         for k, (heading, r) in enumerate(_headed(rows), 1):
             if heading:
                 parts.append(f"| | *{heading}* |{blank}")
-            name = names.get((dataset, r.label), r.label)
+            name = md_cell(names.get((dataset, r.label), r.label))
             if r.skip:
-                parts.append(f"| {k} | {name} | SKIPPED: {r.skip.replace('|', '/')} |{blank[2:]}")
+                parts.append(f"| {k} | {name} | SKIPPED: {md_cell(r.skip)} |{blank[2:]}")
                 continue
             if r.error:
                 parts.append(f"| {k} | {name} | FAILED |{blank[2:]}")
@@ -452,7 +454,7 @@ def as_markdown(results: list[RunResult], names: dict | None = None) -> str:
             for j, col in ((0, "kl"), (1, "ll"), (4, "extra")):
                 pm = _pm_cell(r, col, extra)
                 cells[j] = f"{cells[j]} {pm}" if pm and cells[j] != "-" else cells[j]
-            cells = " | ".join(c.replace("|", "\\|") for c in cells)
+            cells = " | ".join(md_cell(c) for c in cells)
             flags = (" " + CAPPED if capped(r) else "") + (" " + CLOSE if k - 1 in close else "")
             marked |= k - 1 in close
             parts.append(f"| {k} | {name}{flags} | {cells} |")

@@ -33,6 +33,8 @@ MAY_BE_INFINITE = ("heldout_loglik", "heldout_bits_per_dim", "heldout_loglik_bou
 #: The main picture of every child run, at the artifact root under one name,
 #: so MLflow's compare view shows the children of a dataset side by side.
 MAIN_PICTURE = "samples.png"
+#: the main picture as an MLflow image (the chart view's image grid)
+SAMPLES_IMAGE_KEY = "samples"
 #: the sample grids a deep family drew while it trained: an MLflow image sequence (one per epoch step)
 TRAINING_IMAGES_KEY = "samples-while-training"
 
@@ -192,7 +194,8 @@ def _deep_pictures(problem, model, out: Path, name: str) -> list[Path]:
         return []
     from pmodel.plots import deep as plots_deep
 
-    files = [plots_deep.training_curves(model.history_, out / "training-curves.png", title=name)]
+    files = [plots_deep.training_curves(model.history_, out / "training-curves.png", title=name,
+                                        family=getattr(model, "name", None), kind=problem.kind)]
     if hasattr(model, "denoising_steps"):
         d = problem.domain
         region = (d.lon_min, d.lon_max, d.lat_min, d.lat_max) if problem.kind == "points" else None
@@ -210,11 +213,28 @@ def _value_text(value: float) -> str:
     return fmt(float(value))
 
 
+def _first_clause(text: str) -> str:
+    """``text`` up to its first ``;``, or, when that ``;`` is inside parentheses (as in "one
+    known factor (jars: height, width; pixels: ...)"), up to where they open: a cut inside
+    them would leave the parenthesis open."""
+    opened = []  # where each parenthesis still open began
+    for i, ch in enumerate(text):
+        if ch == "(":
+            opened.append(i)
+        elif ch == ")" and opened:
+            opened.pop()
+        elif ch == ";":
+            return text[:opened[0] if opened else i].rstrip()
+    return text
+
+
 def child_description(result: RunResult, name: str, kind: str, n_train: int | None,
-                      n_heldout: int | None, picture_note: str | None) -> str:
+                      n_heldout: int | None, picture_note: str | None,
+                      pictures: list[str] = (), parent_pictures: list[str] = ()) -> str:
     """The child run's Markdown description: what the family assumes, what its
-    pictures show, its scores with exact values and what each means."""
-    from pmodel.glossary import FAMILY_ASSUMES, PICTURE_SHOWS, describe
+    pictures show (``pictures``: the artifact paths of those logged on the run,
+    ``parent_pictures``: on its parent), its scores with exact values and what each means."""
+    from pmodel.glossary import FAMILY_ASSUMES, PICTURE_SHOWS, describe, md_cell
     from pmodel.leaderboard import loglik_kind
 
     family = result.family
@@ -224,9 +244,14 @@ def child_description(result: RunResult, name: str, kind: str, n_train: int | No
              f" on dataset `{result.dataset}` ({kind} data{sizes}).", ""]
     if family in FAMILY_ASSUMES:
         lines += [f"**Assumes**: {FAMILY_ASSUMES[family]}.", ""]
-    if kind in PICTURE_SHOWS:
+    if MAIN_PICTURE in pictures and kind in PICTURE_SHOWS:
+        others = [p for p in pictures if p != MAIN_PICTURE]
         lines += [f"**Pictures**: {PICTURE_SHOWS[kind]}."
-                  + (f" {picture_note}" if picture_note else ""), ""]
+                  + (f" {picture_note}" if picture_note else "")
+                  + (" Also in this run's artifacts: " + ", ".join(f"`{p}`" for p in others) + "."
+                     if others else "")
+                  + (" On the parent run: " + ", ".join(f"`{p}`" for p in parent_pictures) + "."
+                     if parent_pictures else ""), ""]
     if result.error:
         lines += [f"**Failed**: `{result.error.splitlines()[0][:300]}` (full text: `error.txt`)."]
         return "\n".join(lines)
@@ -241,12 +266,21 @@ def child_description(result: RunResult, name: str, kind: str, n_train: int | No
               "| score | value | better | meaning |", "|---|---|---|---|"]
     for key, value in metrics.items():
         entry = describe(key)
-        meaning = entry.meaning.split(";")[0] if entry else ""
+        meaning = _first_clause(entry.meaning) if entry else ""
         better = (entry.better if entry else "") or "-"
-        lines.append(f"| `{key}` | {_value_text(value)} | {better} | {meaning.replace('|', '/')} |")
+        lines.append(f"| `{key}` | {_value_text(value)} | {md_cell(better)} | {md_cell(meaning)} |")
     if result.notes:
         lines += ["", "**Skipped or noted**:", ""] + [f"- {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _artifact_paths(stage: Path) -> list[str]:
+    """The pictures and tables staged for a child run (not its model): artifact paths,
+    ``samples.png`` first."""
+    paths = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()
+                   and p.relative_to(stage).parts[0] != tracking.MODEL_ARTIFACT
+                   and p.suffix in (".png", ".csv", ".md"))
+    return sorted(paths, key=lambda p: p != MAIN_PICTURE)
 
 
 def _csv_columns(path: Path) -> list[str]:
@@ -294,28 +328,28 @@ def _log_inputs(uri: str, run_id: str, dataset: str, ingested: Ingested) -> None
                                    if role == "heldout" else role)
 
 
-def _log_once(uri: str, parent_run_id: str, folder: str | None, name: str, draw) -> None:
+def _log_once(uri: str, parent_run_id: str, folder: str | None, name: str, draw) -> str:
     """Log the picture ``draw(name)`` draws at ``folder/name`` on the parent run, unless an
-    earlier child of the dataset did (the picture is drawn only when logged)."""
+    earlier child of the dataset did (the picture is drawn only when logged); its path."""
     path = f"{folder}/{name}" if folder else name
-    if any(a.path == path for a in tracking.list_artifacts(uri, parent_run_id, folder)):
-        return
-    tracking.log_artifact(uri, parent_run_id, draw(name), folder)
+    if not any(a.path == path for a in tracking.list_artifacts(uri, parent_run_id, folder)):
+        tracking.log_artifact(uri, parent_run_id, draw(name), folder)
+    return path
 
 
-def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem, out: Path) -> None:
+def _log_training_grid_once(uri: str, parent_run_id: str, dataset: str, problem, out: Path) -> str:
     """The training images of an image dataset, once, on the parent run."""
     from pmodel import plots
 
     n = len(problem.train)
-    _log_once(uri, parent_run_id, None, f"training-images-{dataset}.png",
+    return _log_once(uri, parent_run_id, None, f"training-images-{dataset}.png",
               lambda name: plots.image_grid(problem.train[:50], out / name, n_cols=10,
                                             title=f"{dataset}: the first {min(50, n)} of {n} "
                                             "training images"))
 
 
 def _log_render_tolerance_once(uri: str, parent_run_id: str, dataset: str, problem,
-                               out: Path) -> None:
+                               out: Path) -> str:
     """What a distance in grey levels looks like, once per image dataset with valid renders,
     on the parent run: a training image (a render) under noise of sigma 2, 4 and 8, and a
     sample of naive Bayes (alpha 0.01) fitted here on the training images."""
@@ -330,7 +364,7 @@ def _log_render_tolerance_once(uri: str, parent_run_id: str, dataset: str, probl
                                       rng=np.random.default_rng([0, 6]),
                                       sample_name="naive Bayes, a=0.01")
 
-    _log_once(uri, parent_run_id, "pictures", f"render-tolerance-{dataset}.png", draw)
+    return _log_once(uri, parent_run_id, "pictures", f"render-tolerance-{dataset}.png", draw)
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
@@ -364,8 +398,13 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
         problem = load_problem(result.problem_path)
         model, _ = load_model(result.model_path)
         samples, _ = load_samples(result.samples_path)
+        # the exact count, every digit (a multinomial over pixels has hundreds): a parameter
+        # while it fits MLflow's limit, else an artifact the parameter names
+        exact = str(model.n_parameters_)
+        fits = len(exact) <= tracking.MAX_PARAM_VAL_LENGTH
         params.update(n_train=len(problem.train), n_heldout=len(problem.heldout),
-                      n_parameters_exact=str(model.n_parameters_)[:200])
+                      n_parameters_exact=exact if fits else
+                      f"{len(exact)} digits: see n_parameters_exact.txt")
         tags = {"log_prob_kind": result.log_prob_kind or model.log_prob_kind,
                 "taxonomy": result.taxonomy or getattr(model, "taxonomy", ""),
                 **result.tags,   # where a deep family trained: device, device_name, torch and CUDA versions
@@ -380,19 +419,37 @@ def log_child_run(uri: str, experiment_id: str, parent_run_id: str, result: RunR
                                      ignore=shutil.ignore_patterns(PROGRESS_DIR))  # logged as images
             if problem.schema is not None:  # so samples can be written with their names
                 (folder / "schema.json").write_text(json.dumps(problem.schema.to_dict()))
+            if not fits:
+                (stage / "n_parameters_exact.txt").write_text(exact + "\n")
             if result.skipped:
                 (stage / "skipped-scores.txt").write_text(
                     "".join(f"{score}: skipped, {why}\n" for score, why in result.skipped.items()))
             if result.notes:
                 (stage / "notes.txt").write_text("\n".join(result.notes) + "\n")
+            pictures = _artifact_paths(stage)  # what the description names: what was logged
+            parent_pictures = []
             tracking.log_artifacts(uri, run_id, stage)
-            tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress_pictures(result.model_path))
+            # the main picture also as an MLflow image: the runs table's chart view shows it for
+            # any number of runs, each under its run's name (the compare view's artifact list
+            # is squeezed out past three runs)
+            tracking.log_image_steps(uri, run_id, SAMPLES_IMAGE_KEY, [(0, stage / MAIN_PICTURE)]
+                                     if (stage / MAIN_PICTURE).suffix == ".png" and
+                                     (stage / MAIN_PICTURE).exists() else [])
+            progress = progress_pictures(result.model_path)
+            tracking.log_image_steps(uri, run_id, TRAINING_IMAGES_KEY, progress)
+            if progress:
+                grids = "1 sample grid" if len(progress) == 1 else f"{len(progress)} sample grids"
+                note = " ".join(filter(None, [note, f"{grids} drawn while it trained, by epoch: "
+                                              f"the image sequence `{TRAINING_IMAGES_KEY}`."]))
             if problem.kind == "image":
-                _log_training_grid_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
+                parent_pictures.append(_log_training_grid_once(uri, parent_run_id, result.dataset,
+                                                               problem, Path(tmp)))
             if problem.kind == "image" and _has_renders(problem):
-                _log_render_tolerance_once(uri, parent_run_id, result.dataset, problem, Path(tmp))
+                parent_pictures.append(_log_render_tolerance_once(uri, parent_run_id, result.dataset,
+                                                                  problem, Path(tmp)))
             tags[tracking.NOTE_TAG] = child_description(result, name, ingested.kind, len(problem.train),
-                                                        len(problem.heldout), note)
+                                                        len(problem.heldout), note, pictures,
+                                                        parent_pictures)
             # the model before the scores, so that they are logged to the run and the model at once
             model_id = models.log_pyfunc_model(uri, run_id, folder, params=params, tags={
                 "dataset": result.dataset, "family": result.family, "label": result.label})
@@ -431,11 +488,15 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
 
 
 def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                       limit: int = 8000, over_seeds: list[RunResult] | None = None) -> str:
+                       limit: int = 8000, over_seeds: list[RunResult] | None = None,
+                       glossary_link: str | None = None, experiment_id: str | None = None) -> str:
     """The parent run's Markdown description: the experiment file's
     description, the leaderboard ranked by KL, and the glossary of the scores
-    it shows (all of it when it fits in ``limit`` characters). Over several seeds
-    the leaderboard is ``over_seeds``: each (dataset, family)'s mean ± sd."""
+    it records: all of them when they fit in ``limit`` characters, else those the
+    leaderboard shows, else none; what is left out is in ``glossary.md`` (a link to
+    it when ``glossary_link`` is given) and in the experiment's description. With
+    ``experiment_id``, a link to each dataset's runs. Over several seeds the leaderboard is
+    ``over_seeds``: each (dataset, family)'s mean ± sd."""
     from pmodel.glossary import glossary_markdown
     from pmodel.leaderboard import as_markdown
 
@@ -448,8 +509,13 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
             "Each child run is one model family fitted to one dataset. To find the best model of a "
             "dataset, sort the runs by `kl_to_truth` (ascending) or by `heldout_loglik` "
             "(descending); a model that gives some held-out example probability 0 has "
-            "`heldout_loglik` = -inf and sorts last. The compare view shows the children's "
-            f"`{MAIN_PICTURE}` side by side.", "", "### Leaderboard", "",
+            "`heldout_loglik` = -inf and sorts last. The runs table's chart view shows every "
+            f"child's `{MAIN_PICTURE}` under its name (the image `{SAMPLES_IMAGE_KEY}`); the compare "
+            "view, side by side for up to three runs.", "",
+            *([f"Each dataset's runs, best first: " + " · ".join(
+                f"[{d}]({tracking.runs_view_link(experiment_id, dataset_view_key(d))})"
+                for d in dict.fromkeys(r.dataset for r in results)), ""] if experiment_id else []),
+            "### Leaderboard", "",
             as_markdown(results, names), ""]
     if failures:
         head += ["### Failed", ""] + [f"- `{k}`: {v.splitlines()[0][:200]}" for k, v in failures.items()] + [""]
@@ -458,12 +524,18 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
         head += ["### Skipped (not fitted: neither a success nor a failure)", ""] + [
             f"- `{k}`: {why}" for k, why in skips.items()] + [""]
     seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
-    text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(seen)])
-    if len(text) > limit:
-        text = "\n".join(head + ["### What the scores mean", "",
-                                 "See `glossary.md` in this run's artifacts, and the experiment's "
-                                 "description."])
-    return text
+    shown = [k for k in (*KL_COLUMNS, "heldout_loglik", "heldout_loglik_bound",
+                         "heldout_loglik_in_support", "out_of_support_rate", "on_land_rate",
+                         "valid_rate", "near_render_rate", "near_render_rate_16",
+                         "median_render_distance", "novelty_rate") if k in seen]
+    where = (f"[`glossary.md`]({glossary_link})" if glossary_link else "`glossary.md`")
+    rest = (f"Every score, with its meaning, unit and better direction: {where} in this run's "
+            "artifacts, and the experiment's description.")
+    for names, note in ((seen, []), (shown, ["", "The scores of the leaderboard's columns. " + rest])):
+        text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(names)] + note)
+        if len(text) <= limit:
+            return text
+    return "\n".join(head + ["### What the scores mean", "", rest])
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, task_run_name="log-summary")
@@ -522,46 +594,74 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
                           "skipped-fits.txt")
         tracking.set_tags(uri, parent_run_id, {"skipped": "; ".join(
             f"{k}: {why}" for k, why in skips.items())[:5000]})
-    description = parent_description(config, results, failures, over_seeds=over_seeds)
-    tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
+    description = parent_description(config, results, failures, over_seeds=over_seeds,
+                                     glossary_link=tracking.artifact_link(experiment_id, parent_run_id,
+                                                                          "glossary.md"),
+                                     experiment_id=experiment_id)
+    tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
-        config, results, failures, parent_run_id, over_seeds=over_seeds)})
+        config, results, failures, parent_run_id, over_seeds=over_seeds,
+        experiment_id=experiment_id)})
     _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": sum(1 for r in results if not r.skip),
                                               "n_failed": sum(1 for r in results if r.error),
                                               "n_skipped": len(skips)})
 
 
+#: The KL columns of the leaderboard: exact, an upper bound, Monte-Carlo estimates.
+KL_COLUMNS = ("kl_to_truth", "kl_to_truth_bound", "kl_to_truth_estimate", "kl_to_truth_bound_estimate")
+
 #: The runs table's columns, in this order of preference, when some run has them.
-VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "kl_to_truth_estimate", "kl_to_truth_estimate_se",
-                "heldout_loglik", "heldout_loglik_bound",
+VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "kl_to_truth_bound", "kl_to_truth_estimate",
+                "kl_to_truth_estimate_se", "kl_to_truth_bound_estimate", "heldout_loglik", "heldout_loglik_bound",
                 "heldout_loglik_in_support", "out_of_support_rate", "heldout_bits_per_dim",
                 "on_land_rate", "valid_rate", "near_render_rate", "novelty_rate")
 
 
+def dataset_view_key(dataset: str) -> str:
+    """The runs-table view of one dataset's runs (see :func:`_set_runs_view`)."""
+    return f"{tracking.RUNS_VIEW}-{dataset}"
+
+
+def _sort_key(present: set[str]) -> str | None:
+    return next((k for k in ("kl_to_truth", "kl_to_truth_estimate", "heldout_loglik", "heldout_loglik_bound")
+                 if k in present), None)
+
+
 def _set_runs_view(uri: str, experiment_id: str, results: list[RunResult]) -> None:
-    """The view the printed links open: children grouped by dataset, best first
-    (by KL where the truth is known, else by held-out log-likelihood)."""
-    present = {k for r in results for k in (r.metrics or {})}
-    present |= {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
-    sort_by = next((k for k in ("kl_to_truth", "kl_to_truth_estimate", "heldout_loglik", "heldout_loglik_bound")
-                    if k in present), None)
-    if sort_by is None:
-        return
+    """The views the printed links and the descriptions open: all the children, and one
+    per dataset; best first (by KL where the truth is known, else by held-out
+    log-likelihood), the dataset the first column. Not grouped (see
+    :func:`tasks.tracking.set_runs_view`): a view per dataset instead."""
+    def metrics_of(rows: list[RunResult]) -> set[str]:
+        present = {k for r in rows for k in (r.metrics or {})}
+        return present | {f"{k}_is_infinite" for k in MAY_BE_INFINITE if k in present}
+
     params = sorted({k for r in results for k in r.params})
-    tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by.startswith("kl_"),
-                           group_by_tag="dataset", metrics=[m for m in VIEW_METRICS if m in present],
-                           params=params)
+    views = [(tracking.RUNS_VIEW, "", results)]
+    for dataset in dict.fromkeys(r.dataset for r in results):
+        rows = [r for r in results if r.dataset == dataset]
+        views.append((dataset_view_key(dataset), f"tags.dataset = '{dataset}'", rows))
+    for key, where, rows in views:
+        present = metrics_of(rows)
+        sort_by = _sort_key(present)
+        if sort_by is None:
+            continue
+        tracking.set_runs_view(uri, experiment_id, sort_by=sort_by, ascending=sort_by.startswith("kl_"),
+                               tags=["dataset"], metrics=[m for m in VIEW_METRICS if m in present],
+                               params=params, search_filter=where, key=key)
 
 
 def experiment_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                           parent_run_id: str, over_seeds: list[RunResult] | None = None) -> str:
+                           parent_run_id: str, over_seeds: list[RunResult] | None = None,
+                           experiment_id: str | None = None) -> str:
     """The experiment's description: the parent's, with the latest run named
     and the whole glossary."""
     from pmodel.glossary import glossary_markdown
 
-    text = parent_description(config, results, failures, limit=10**9, over_seeds=over_seeds)
+    text = parent_description(config, results, failures, limit=10**9, over_seeds=over_seeds,
+                              experiment_id=experiment_id)
     text = text.replace("### Leaderboard", f"### Leaderboard of the latest run (`{parent_run_id}`)", 1)
     cut = text.index("### What the scores mean")
     return text[:cut] + "### What the scores mean\n\n" + glossary_markdown()

@@ -84,7 +84,7 @@ NOTE_TAG = "mlflow.note.content"
 SHARED_VIEW_PREFIX, RUNS_VIEW = "mlflow.sharedViewState.", "pmodel-runs"
 
 # Limits of the installed MLflow (mlflow/utils/validation.py); checked in tests.
-_MAX_PARAM_VAL_LENGTH = 6000
+_MAX_PARAM_VAL_LENGTH = MAX_PARAM_VAL_LENGTH = 6000
 _MAX_TAG_VAL_LENGTH = 8000
 _MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 _MAX_DATASET_DIGEST_SIZE = 36
@@ -365,24 +365,41 @@ def experiment_url(tracking_uri: str, experiment_id: str, port: int = UI_PORT,
     return f"{ui_base_url(tracking_uri, port)}/#/experiments/{experiment_id}/runs?{UI_VIEW}{shared}"
 
 
+def artifact_link(experiment_id: str, run_id: str, path: str) -> str:
+    """A link, relative to the UI's page, that opens ``path`` in the run's artifacts: for
+    Markdown the UI shows (a description), so it holds on any host and port."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}?{UI_VIEW}"
+
+
 def set_runs_view(tracking_uri: str, experiment_id: str, *, sort_by: str, ascending: bool,
-                  group_by_tag: str | None, metrics: list[str], params: list[str] = (),
-                  key: str = RUNS_VIEW) -> None:
-    """Keep a runs-table view in the experiment: sorted by metric ``sort_by``,
-    grouped by a tag (each group's row shows its minimum), with these columns."""
+                  metrics: list[str], params: list[str] = (), tags: list[str] = (),
+                  search_filter: str = "", key: str = RUNS_VIEW) -> None:
+    """Keep a runs-table view in the experiment: sorted by metric ``sort_by``, the runs
+    ``search_filter`` selects (MLflow's search syntax; "" all), with these columns in this
+    order, each wide enough to show its whole name.
+
+    No grouping: MLflow's group rows aggregate every column with one function (min, max or
+    average), so a group's row would pair the best KL with the worst log-likelihood."""
     def column(kind: str, name: str) -> str:
         return f"{kind}.`{name}`"
 
+    columns = ([column("tags", t) for t in tags] + [column("metrics", m) for m in metrics]
+               + [column("params", p) for p in params])
+    # MLflow cuts a header at its column's width ("heldout_loglik_..." for both the bound and
+    # the in-support mean): about 7 px a character, and room for the sort arrow
+    widths = {c: max(90, 7 * len(c.split("`")[1]) + 40) for c in columns}
     state = {"orderByKey": column("metrics", sort_by), "orderByAsc": ascending,
-             "searchFilter": "", "startTime": "ALL", "lifecycleFilter": "Active",
+             "searchFilter": search_filter, "startTime": "ALL", "lifecycleFilter": "Active",
              "datasetsFilter": [], "modelVersionFilter": "All Runs",
-             "selectedColumns": [column("metrics", m) for m in metrics]
-             + [column("params", p) for p in params],
-             "groupBy": ({"aggregateFunction": "min",
-                          "groupByKeys": [{"mode": "tag", "groupByData": group_by_tag}]}
-                         if group_by_tag else None),
-             "runListHidden": False, "viewMaximized": False}
+             "selectedColumns": columns, "columnOrder": columns, "columnWidths": widths,
+             "groupBy": None, "runListHidden": False, "viewMaximized": False}
     set_experiment_tags(tracking_uri, experiment_id, {SHARED_VIEW_PREFIX + key: json.dumps(state)})
+
+
+def runs_view_link(experiment_id: str, key: str = RUNS_VIEW) -> str:
+    """A link, relative to the UI's page, that opens the runs-table view ``key`` (for
+    Markdown the UI shows: it holds on any host and port)."""
+    return f"#/experiments/{experiment_id}/runs?{UI_VIEW}&viewStateShareKey={key}"
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, port: int = UI_PORT) -> str:

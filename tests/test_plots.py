@@ -157,6 +157,28 @@ def test_land_map_prints_the_true_counts(land_truth, map_points, tmp_path):
     _check_chapter_points(land_truth, EUROPE_BOX, {p: tuple(v) for p, v in printed["points"].items()})
 
 
+def _green_pixels(img) -> int:
+    """Pixels of the map drawn in the on-land samples' colour (within a few levels)."""
+    from matplotlib.colors import to_rgb
+
+    px = np.asarray(img.convert("RGB")).astype(int)
+    green = np.array([round(255 * c) for c in to_rgb(plots.LAND_COLOR)])
+    return int((np.abs(px - green).max(axis=-1) <= 8).sum())
+
+
+def test_land_map_draws_the_samples_over_the_training_points(land_truth, tmp_path):
+    """10,000 training points, as on the taxonomy's land: drawn on top, they hid a good model's
+    samples (188 green pixels were left). Under the samples, the samples keep most of their
+    pixels, and the samples' colour covers a fair share of the map."""
+    rng = np.random.default_rng(3)
+    samples, train = land_truth.sample(2000, rng=rng), land_truth.sample(10_000, rng=rng)
+    alone = _green_pixels(open_png(plots.land_map(land_truth, samples, tmp_path / "a.png")))
+    img = open_png(plots.land_map(land_truth, samples, tmp_path / "b.png", train=train))
+    over = _green_pixels(img)
+    assert over >= 0.9 * alone, (over, alone)
+    assert over >= 0.01 * img.width * img.height, (over, img.size)
+
+
 def test_land_map_without_box_or_train_and_with_no_samples(land_truth, tmp_path):
     img = open_png(plots.land_map(land_truth, np.empty((0, 2)), tmp_path / "empty.png"))
     assert json.loads(img.text["pmodel-counts"])["n"] == 0
@@ -321,6 +343,21 @@ def test_comparison_panels_number_repeated_runs(runs):
     assert labels == ["box #1", "box #2", "multinomial alpha=0", "naive_bayes alpha=1"]
 
 
+def test_comparison_panels_show_a_bound_only_family_by_its_bound_marked_as_one(runs, tmp_path):
+    """A VAE has only bounds: it showed "n/a" on the KL and log-likelihood panels, like a family
+    that was not fitted."""
+    vae = pd.DataFrame({"dataset": ["fashion"], "entry": ["vae"], "kl_to_truth_bound": [0.9],
+                        "heldout_loglik_bound": [-7.5]})
+    panels = plots.comparison_panels(pd.concat([runs, vae], ignore_index=True),
+                                     ["kl_to_truth", "heldout_loglik", "novelty_rate"])
+    kl, ll = (dict(panels[("fashion", m)])["vae"] for m in ("kl_to_truth", "heldout_loglik"))
+    assert (kl, kl.side) == (0.9, "upper") and (ll, ll.side) == (-7.5, "lower")
+    assert not hasattr(dict(panels[("fashion", "kl_to_truth")])["box"], "side")  # exact: no mark
+    assert np.isnan(dict(panels[("fashion", "novelty_rate")])["vae"])
+    assert np.isnan(dict(panels[("land", "kl_to_truth")])["vae"])  # not fitted there: still n/a
+    open_png(plots.comparison_plot(pd.concat([runs, vae], ignore_index=True), tmp_path / "b.png"))
+
+
 def _inf_red_pixels(img) -> int:
     px = np.asarray(img.convert("RGB")).astype(int)
     return int((np.abs(px - np.array([0xb2, 0x18, 0x2b])).sum(axis=-1) < 40).sum())
@@ -337,3 +374,38 @@ def test_comparison_plot_draws_infinite_values_as_hatched_bars(runs, tmp_path):
 
 def test_comparison_plot_all_missing_metric(runs, tmp_path):
     open_png(plots.comparison_plot(runs, tmp_path / "m.png", metrics=("valid_rate",)))
+
+
+# -- training curves -------------------------------------------------------------
+
+@pytest.mark.parametrize("family, kind, unit", [
+    ("autoregressive", "image", "bits/dim"), ("vae", "image", "bits/dim"), ("flow", "image", "bits/dim"),
+    ("gan", "image", "nats"), ("gan", "points", "nats"), ("diffusion", "image", "noise-prediction"),
+    ("diffusion", "points", "noise-prediction"), ("vae", "categorical", "nats per row"),
+    ("flow", "points", "nats per point")])
+def test_training_curves_say_what_each_family_minimises(family, kind, unit):
+    """"bits/dim" was on every curve: a GAN's losses are nats, a diffusion model's loss is
+    its noise-prediction error."""
+    from pmodel.plots.deep import curves_figure
+
+    history = {"loss_d": [1.2, 1.1], "loss_g": [0.7, 0.8]} if family == "gan" else {"loss": [3.0, 2.0]}
+    ylabel = curves_figure(history, family=family, kind=kind).axes[0].get_ylabel()
+    assert unit in ylabel, ylabel
+    assert ("bits/dim" in ylabel) == (kind == "image" and family in ("autoregressive", "vae", "flow"))
+
+
+def test_a_one_epoch_training_curve_is_a_visible_point_that_says_so(tmp_path):
+    from matplotlib.colors import to_rgb
+
+    from pmodel.plots.deep import curves_figure, training_curves
+
+    fig = curves_figure({"loss": [2.5]}, family="vae", kind="image")
+    (line,) = fig.axes[0].get_lines()
+    assert line.get_marker() == "o" and line.get_markersize() >= 6
+    assert any("1 epoch" in t.get_text() for t in fig.axes[0].texts)
+    assert "1 epoch" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    # and in the picture: the point covers more than a speck
+    img = open_png(training_curves({"loss": [2.5]}, tmp_path / "c.png", family="vae", kind="image"))
+    px = np.asarray(img.convert("RGB")).astype(int)
+    blue = np.array([round(255 * c) for c in to_rgb(line.get_color())])
+    assert (np.abs(px - blue).max(axis=-1) <= 10).sum() >= 30

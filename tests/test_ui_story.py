@@ -210,6 +210,85 @@ def test_leaderboard_shows_standard_errors_and_rows_the_data_cannot_tell_apart()
     assert "± 0 " not in as_text(share) + " " and "0.5 ± 0.05" in as_text(share)
 
 
+def _rendered_tables(markdown: str) -> list[list[list[str]]]:
+    """Every table of ``markdown`` as a Markdown renderer reads it (markdown-it, GFM tables):
+    per table, its rows (header first), each a list of its cells' text."""
+    from markdown_it import MarkdownIt
+
+    tables, row, cell = [], None, None
+    for tok in MarkdownIt("commonmark").enable("table").parse(markdown):
+        if tok.type == "table_open":
+            tables.append([])
+        elif tok.type == "tr_open":
+            row = []
+            tables[-1].append(row)
+        elif tok.type in ("th_open", "td_open"):
+            cell = []
+        elif tok.type == "inline" and cell is not None:
+            cell.append("".join(c.content for c in tok.children or []))
+        elif tok.type in ("th_close", "td_close"):
+            row.append("".join(cell))
+            cell = None
+    return tables
+
+
+def test_markdown_leaderboard_rows_have_the_headers_cells_though_run_names_hold_a_bar():
+    """A run name holds '|' ("flow | land"): unescaped it split its cell, the row's numbers
+    moved one column right and the on_land_rate column showed 0 where the flow had 0.895."""
+    from pmodel.leaderboard import as_markdown
+    from pmodel.records import RunResult
+
+    rows = [RunResult("land", "flow", "flow", "flow", {}, log_prob_kind="exact",
+                      metrics={"kl_to_truth": 0.31, "heldout_loglik": -5.2, "on_land_rate": 0.895}),
+            RunResult("land", "gan", "gan", "gan", {}, log_prob_kind="none", metrics={"on_land_rate": 0.5}),
+            RunResult("land", "box", "box", "box", {}, log_prob_kind="exact",
+                      metrics={"kl_to_truth": math.inf, "heldout_loglik": -math.inf, "on_land_rate": 0.3}),
+            RunResult("land", "grid", "grid", "grid", {}, skip="too big | really"),
+            RunResult("land", "vae", "vae", "vae", {}, error="ValueError: x")]
+    names = {("land", r.label): f"{r.label} a=1 | land" for r in rows}
+    text = as_markdown(rows, names)
+    # in the source: every table line has the header's number of unescaped bars (a renderer
+    # drops the cells past the header's, so the excess would not show below)
+    bars = [len(re.findall(r"(?<!\\)\|", line)) for line in text.splitlines() if line.startswith("|")]
+    assert len(set(bars)) == 1, bars
+    tables = _rendered_tables(text)
+    assert len(tables) == 1
+    header, *body = tables[0]
+    assert sum(1 for r in body if r[0]) == 5  # five runs, and the taxonomy groups' headings
+    assert all(len(r) == len(header) for r in body), [len(r) for r in body]
+    by_run = {r[1]: dict(zip(header, r)) for r in body if r[0]}
+    assert by_run["flow a=1 | land"]["on_land_rate"] == "0.895"
+    assert by_run["flow a=1 | land"]["kl_to_truth"] == "0.31"
+    assert by_run["box a=1 | land"]["kl_to_truth"] == "inf"
+    assert by_run["grid a=1 | land"]["kl_to_truth"] == "SKIPPED: too big | really"
+
+
+def test_parent_description_keeps_the_glossary_it_can_and_links_the_rest():
+    """The README promises the glossary in the parent's description: it said "see glossary.md"
+    as soon as the whole glossary did not fit MLflow's 8,000 characters."""
+    from pmodel.glossary import glossary_markdown
+    from pmodel.records import RunResult
+    from tasks.record import parent_description
+
+    metrics = {"kl_to_truth": 0.4, "heldout_loglik": -7.6, "heldout_loglik_in_support": -7.6,
+               "out_of_support_rate": 0.0, "novelty_rate": 0.9, "fit_seconds": 0.1,
+               "unique_rate": 1.0, "train_seconds": 1.0, "latent_r2": 0.5, "latent_r2_width": 0.5}
+    rows = [RunResult("fashion", "f", f"f{i}", f"f{i}", {}, metrics=metrics) for i in range(3)]
+    config, link = {"name": "x"}, "#/experiments/1/runs/r/artifacts/glossary.md"
+    whole = parent_description(config, rows, {}, limit=10**6, glossary_link=link)
+    assert glossary_markdown(list(metrics)) in whole and link not in whole
+    short = parent_description(config, rows, {}, limit=len(whole) - 1, glossary_link=link)
+    assert len(short) <= len(whole) - 1
+    shown = glossary_markdown(["kl_to_truth", "heldout_loglik", "heldout_loglik_in_support",
+                               "out_of_support_rate", "novelty_rate"])
+    assert shown in short and "`latent_r2_width`" not in short.split("What the scores mean")[1]
+    assert f"[`glossary.md`]({link})" in short
+    bare = parent_description(config, rows, {}, limit=len(short) - 1, glossary_link=link)
+    assert f"[`glossary.md`]({link})" in bare and "| `kl_to_truth` |" not in bare
+    # "<factor>" survives Markdown: escaped, not read as an HTML tag
+    assert "latent_r2_&lt;factor>" in whole
+
+
 def test_run_names_put_what_differs_first():
     from pmodel.records import RunResult
     from tasks.record import run_name
@@ -321,7 +400,7 @@ def test_the_store_sorts_the_same_best_model_first_by_kl_or_by_heldout_loglik(ti
 def test_experiment_is_model_training_and_described(tiny_run, flow_store):
     from pmodel.glossary import SCORES
 
-    outcome, parent, _ = tiny_run
+    outcome, parent, children = tiny_run
     experiment = _client(flow_store).get_experiment(outcome.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     note = experiment.tags["mlflow.note.content"]
@@ -329,12 +408,36 @@ def test_experiment_is_model_training_and_described(tiny_run, flow_store):
     assert all(f"`{name}`" in note for name in SCORES)  # the whole glossary
     view = json.loads(experiment.tags["mlflow.sharedViewState.pmodel-runs"])
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`kl_to_truth`", True)
-    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "dataset"}]
+    # not grouped: MLflow's group rows aggregate every column with one function (min), which
+    # paired the best KL with the worst log-likelihood; a view per dataset instead
+    assert view["groupBy"] is None and view["searchFilter"] == ""
+    assert view["selectedColumns"][0] == "tags.`dataset`"
     assert "metrics.`heldout_loglik`" in view["selectedColumns"]
+    assert view["columnOrder"] == view["selectedColumns"]
+    # every column wide enough for its whole name (MLflow cut "heldout_loglik_in_support" and
+    # "heldout_loglik_bound" alike to "heldout_loglik_")
+    assert all(view["columnWidths"][c] >= 7 * len(c.split("`")[1]) for c in view["selectedColumns"])
     parent_note = parent.data.tags["mlflow.note.content"]
+    for dataset in ("fashion", "pixels", "land"):
+        one = json.loads(experiment.tags[f"mlflow.sharedViewState.pmodel-runs-{dataset}"])
+        assert one["searchFilter"] == f"tags.dataset = '{dataset}'" and one["groupBy"] is None
+        runs = _client(flow_store).search_runs([outcome.experiment_id], one["searchFilter"])
+        assert {r.data.tags["dataset"] for r in runs} == {dataset} and len(runs) == 3
+        link = (f"[{dataset}](#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
+                f"&viewStateShareKey=pmodel-runs-{dataset})")
+        assert link in parent_note
     assert "A tiny experiment" not in parent_note  # tiny.yaml has no description: none invented
     assert "**fashion**, best first, by KL to the truth" in parent_note
     assert "`kl_to_truth`" in parent_note and "lower" in parent_note
+    # the parent's parameters agree with its children's: sizes per dataset, no global
+    params = parent.data.params
+    assert "n_train" not in params and "n_heldout" not in params and "n_samples" not in params
+    assert {k: params[k] for k in params if k.startswith(("n_train.", "n_heldout.", "n_samples."))} == {
+        **{f"n_train.{d}": "20" for d in ("fashion", "pixels", "land")},
+        **{f"n_heldout.{d}": "100" for d in ("fashion", "pixels", "land")},
+        **{f"n_samples.{d}": "200" for d in ("fashion", "pixels", "land")}}
+    for child in children:
+        assert child.data.params["n_train"] == params[f"n_train.{child.data.tags['dataset']}"]
 
 
 def test_run_names_descriptions_and_provenance(tiny_run):
@@ -350,17 +453,48 @@ def test_run_names_descriptions_and_provenance(tiny_run):
         note = child.data.tags["mlflow.note.content"]
         assert "**Assumes**" in note and "**Pictures**" in note and "samples.png" in note
         assert "| `kl_to_truth` |" in note
+        # every table row keeps its four cells ('||' in KL(P_data || P_model) is escaped)
+        (table,) = _rendered_tables(note)
+        assert all(len(row) == 4 for row in table), child.info.run_name
+        meaning = dict((row[0], row[3]) for row in table)
+        assert "KL(P_data || P_model)" in meaning["kl_to_truth"] and "//" not in note
+        assert all(m.count("(") == m.count(")") for m in meaning.values()), meaning
     box = next(c for c in children if c.info.run_name == "box | land")
     assert "| `kl_to_truth` | inf |" in box.data.tags["mlflow.note.content"]
+    # the exact parameter count, every digit (it was cut to 200): a multinomial over 32 x 32
+    # pixels of L grey levels has L^1024 - 1 free cell probabilities
+    grid = next(c for c in children if c.info.run_name == "multinomial a=1 | pixels")
+    assert int(grid.data.params["n_parameters_exact"]) + 1 in {k**1024 for k in range(2, 257)}
+
+
+def _artifact_files(client, run_id: str, folder: str | None = None) -> set[str]:
+    out = set()
+    for a in client.list_artifacts(run_id, folder):
+        out |= _artifact_files(client, run_id, a.path) if a.is_dir else {a.path}
+    return out
 
 
 def test_pictures_side_by_side_and_training_grid_once(tiny_run, flow_store):
     _, parent, children = tiny_run
     client = _client(flow_store)
+    parent_files = _artifact_files(client, parent.info.run_id)
     for child in children:
         root = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "samples.png" in root, (child.info.run_name, root)
         assert not any(p.startswith("training") for p in root)
+        # the description names the pictures that were logged, and only those
+        note = child.data.tags["mlflow.note.content"]
+        pictures = next(line for line in note.splitlines() if line.startswith("**Pictures**"))
+        named = set(re.findall(r"`([^`]+\.(?:png|csv|md))`", pictures))
+        files = _artifact_files(client, child.info.run_id)
+        logged = {p for p in files if p.endswith((".png", ".csv", ".md")) and not p.startswith(("model/", "images/"))}
+        on_parent = named - logged
+        assert named & logged == logged, (child.info.run_name, logged - named)
+        assert on_parent <= parent_files, (child.info.run_name, on_parent - parent_files)
+        if child.data.tags["dataset"] == "pixels":
+            assert "training-images-pixels.png" in on_parent
+        # the main picture also as an image, for the chart view's image grid
+        assert any(p.startswith("images/samples") for p in files), files
     parent_root = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"training-images-pixels.png", "comparison.json", "comparison.csv",
             "comparison.png", "glossary.md"} <= parent_root

@@ -16,6 +16,7 @@ TABLE_PNG_MAX_ROWS = 40  # a PNG table longer than this is cut (CSV / markdown k
 LAND_COLOR = "#1a9641"
 SEA_COLOR = "#d7191c"
 BOX_COLOR = "#ff7f00"
+TRAIN_COLOR = "#4a4a8a"   # training points on a map: under the samples, faint
 
 
 def _new_figure(width_in: float, height_in: float) -> Figure:

@@ -22,6 +22,25 @@ _BETTER = {
 }
 
 
+#: A family with only a bound on a metric shows the bound in its place, marked as one:
+#: metric -> (the bound's column, which side of the true value it lies on).
+BOUNDS = {"kl_to_truth": ("kl_to_truth_bound", "upper"),
+          "kl_to_truth_estimate": ("kl_to_truth_bound_estimate", "upper"),
+          "heldout_loglik": ("heldout_loglik_bound", "lower")}
+
+
+class Bound(float):
+    """A bar's value that is a bound on the metric, not the metric: ``side`` is "upper"
+    (the true value is at most this) or "lower" (at least this). Compares as the float."""
+
+    side: str
+
+    def __new__(cls, value: float, side: str):
+        out = super().__new__(cls, value)
+        out.side = side
+        return out
+
+
 def comparison_panels(df: pd.DataFrame, metrics) -> dict:
     """What :func:`comparison_plot` draws: the bars of every (dataset, metric) panel.
 
@@ -31,7 +50,10 @@ def comparison_panels(df: pd.DataFrame, metrics) -> dict:
         ``{(dataset, metric): [(label, value), ...]}``, datasets and families in
         order of first appearance. Every family appears in every dataset's
         panels; ``value`` is a float, ``inf``/``-inf`` kept, NaN for a NaN, a
-        non-numeric value, a missing column or a family with no row there.
+        non-numeric value, a missing column or a family with no row there. Where a
+        family has no value but a bound on it (:data:`BOUNDS`: a VAE's or a
+        diffusion model's ``heldout_loglik_bound``), ``value`` is that bound, a
+        :class:`Bound`.
         A family with several rows for a dataset gets one bar per row,
         labelled ``"family #k"``.
     """
@@ -99,16 +121,28 @@ def comparison_plot(df: pd.DataFrame, path, *, metrics=("heldout_loglik", "kl_to
             ax = fig.add_subplot(gs[r, c])
             bars = panels[(ds, metric)]
             values = np.array([v for _, v in bars], dtype=np.float64)
-            _bar_panel(ax, [label for label, _ in bars], values, show_labels=(c == 0))
+            sides = [getattr(v, "side", None) for _, v in bars]
+            _bar_panel(ax, [label for label, _ in bars], values, show_labels=(c == 0), sides=sides)
             better = _BETTER.get(metric)
-            ax.set_title(f"{ds}: {metric}" + (f"  ({better})" if better else ""), fontsize=9.5,
-                         loc="left")
+            ax.set_title(f"{ds}: {metric}" + (f"  ({better})" if better else "")
+                         + ("\npale, '<=' / '>=': a bound, the family has no exact value"
+                            if any(sides) else ""), fontsize=9.5, loc="left")
     fig.suptitle(title or "Every family on every dataset", fontsize=12, y=1 - 0.15 / fig_h,
                  va="top")
     return _save(fig, path)
 
 
 def _metric_value(row, metric: str) -> float:
+    value = _number(row, metric)
+    if np.isnan(value) and metric in BOUNDS:
+        column, side = BOUNDS[metric]
+        bound = _number(row, column)
+        if not np.isnan(bound):
+            return Bound(bound, side)
+    return value
+
+
+def _number(row, metric: str) -> float:
     if row is None or metric not in row.index:
         return float("nan")
     try:
@@ -117,7 +151,8 @@ def _metric_value(row, metric: str) -> float:
         return float("nan")
 
 
-def _bar_panel(ax, labels: list[str], values: np.ndarray, *, show_labels: bool) -> None:
+def _bar_panel(ax, labels: list[str], values: np.ndarray, *, show_labels: bool,
+               sides: list[str | None] | None = None) -> None:
     finite = values[np.isfinite(values)]
     lo = min(0.0, float(finite.min())) if finite.size else 0.0
     hi = max(0.0, float(finite.max())) if finite.size else 0.0
@@ -134,11 +169,18 @@ def _bar_panel(ax, labels: list[str], values: np.ndarray, *, show_labels: bool) 
     if x_hi <= x_lo:  # every bar 0 (no held-out row out of support): a unit scale
         x_hi = x_lo + 1.0
     y = np.arange(len(values))
-    for yi, v in zip(y, values):
+    sides = sides or [None] * len(values)
+    for yi, v, side in zip(y, values, sides):
         if np.isfinite(v):
-            ax.barh(yi, v, height=0.65, color="#4c78a8")
-            ax.text(v, yi, f" {v:.4g} " if abs(v) < 1e5 else f" {v:.3e} ", va="center",
-                    ha="left" if v >= 0 else "right", fontsize=8)
+            # a bound: pale and hatched, its value written "<= x" (upper) or ">= x" (lower)
+            ax.barh(yi, v, height=0.65, color="#b9cde3" if side else "#4c78a8",
+                    edgecolor="#4c78a8" if side else None, hatch=".." if side else None,
+                    linewidth=0.6 if side else 0)
+            number = f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+            mark = {"upper": "<= ", "lower": ">= "}.get(side, "")
+            ax.text(v, yi, f" {mark}{number} ", va="center",
+                    ha="left" if v >= 0 else "right", fontsize=8,
+                    style="italic" if side else "normal")
         elif np.isnan(v):
             ax.text(0, yi, " n/a", va="center", ha="left", fontsize=8, color="#555555",
                     style="italic")

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["training_curves", "denoising_strip"]
+__all__ = ["training_curves", "curves_figure", "denoising_strip"]
 
 
 def _figure(w, h) -> Figure:
@@ -35,24 +35,66 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
-def training_curves(history: dict, path, *, title: str | None = None) -> Path:
+#: What a family's training curves measure, by (family, data kind): the y axis's label.
+#: A family missing here gets "loss" (its own units, said nowhere else).
+CURVE_UNITS: dict[tuple[str, str], str] = {
+    ("autoregressive", "image"): "bits/dim (negative log-likelihood)",
+    ("autoregressive", "points"): "nats per point, standardised lon/lat (-log-likelihood)",
+    ("autoregressive", "categorical"): "nats per row (negative log-likelihood)",
+    ("flow", "image"): "bits/dim (dequantised -log-likelihood)",
+    ("flow", "points"): "nats per point, standardised lon/lat (-log-likelihood)",
+    ("vae", "image"): "bits/dim (negative ELBO)",
+    ("vae", "points"): "nats per point, standardised lon/lat (-ELBO)",
+    ("vae", "categorical"): "nats per row (negative ELBO)",
+    ("diffusion", "image"): "noise-prediction error\n(squared, mean per pixel)",
+    # early stopping on the bound itself: val_loss is the negative bound, loss the simple loss
+    ("diffusion", "points"): "loss: noise-prediction error (squared)\nval_loss: -bound, nats per point",
+    ("gan", "image"): "nats (each player's binary cross-entropy)",
+    ("gan", "points"): "nats (each player's binary cross-entropy)",
+    ("latent_class", "categorical"): "nats per row (log-likelihood;\nobjective: penalised by the prior)",
+    ("latent_class", "image"): "nats per image (log-likelihood;\nobjective: penalised by the prior)",
+    ("factor_analysis", "image"): "log-likelihood\n(scikit-learn's, dequantised images)",
+}
+
+#: The x axis: an EM family's iterations, else the training loop's epochs.
+CURVE_STEPS = {"latent_class": "EM iteration", "factor_analysis": "iteration"}
+
+
+def training_curves(history: dict, path, *, title: str | None = None, family: str | None = None,
+                    kind: str | None = None) -> Path:
     """Each of ``history``'s per-epoch lists against the epoch; the GAN's two players
-    share a panel, loss and val_loss share one. Raises ValueError when history is empty."""
+    share a panel, loss and val_loss share one. The y axis says what ``family`` on ``kind``
+    data minimises (:data:`CURVE_UNITS`); a curve of one epoch is a marked point, labelled so.
+    Raises ValueError when history is empty."""
+    return _save(curves_figure(history, title=title, family=family, kind=kind), path)
+
+
+def curves_figure(history: dict, *, title: str | None = None, family: str | None = None,
+                  kind: str | None = None) -> Figure:
+    """The figure :func:`training_curves` saves."""
     curves = {k: np.asarray(v, dtype=np.float64) for k, v in (history or {}).items() if len(v)}
     if not curves:
         raise ValueError("training_curves needs a non-empty history (a family trained by a loop)")
+    step = CURVE_STEPS.get(family, "epoch")
     fig = _figure(6.0, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     for k, v in curves.items():
-        ax.plot(np.arange(1, len(v) + 1), v, marker="o" if len(v) < 30 else None, ms=3, label=k)
-    ax.set_xlabel("epoch")
+        few = len(v) < 30
+        ax.plot(np.arange(1, len(v) + 1), v, marker="o" if few else None,
+                ms=7 if len(v) == 1 else 3, label=k + (f" (1 {step} only)" if len(v) == 1 else ""))
+    ax.set_xlabel(step)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-    ax.set_ylabel("loss (per example, or bits/dim on images)")
+    if max(len(v) for v in curves.values()) == 1:  # a lone point: say why there is no curve
+        ax.text(0.5, 0.92, f"1 {step}: a point, not a curve", transform=ax.transAxes,
+                ha="center", va="top", fontsize=9, color="#555555")
+        ax.set_xlim(0.5, 1.5)
+        ax.set_xticks([1])
+    ax.set_ylabel(CURVE_UNITS.get((family, kind), "loss"), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
 def denoising_strip(chain, path, *, kind: str, levels: int = 256, region=None,

@@ -12,7 +12,7 @@ import numpy as np
 
 from pmodel.datasets import land
 from pmodel.datasets.land import LandData
-from pmodel.plots._common import DPI, LAND_COLOR, SEA_COLOR, BOX_COLOR, _new_figure, _prepare, _save
+from pmodel.plots._common import DPI, LAND_COLOR, SEA_COLOR, BOX_COLOR, TRAIN_COLOR, _new_figure, _prepare, _save
 
 
 def split_land_sea(truth: LandData, samples) -> np.ndarray:
@@ -228,7 +228,7 @@ def land_map(truth: LandData, samples, path, *, train=None, box=None, title: str
 
     Land is light grey (shaded by the share of each ~0.3 degree cell that is
     land), sea white; samples on land are green dots, samples at sea (or off
-    the region) red dots, training points black crosses. With ``box``, the
+    the region) red dots, training points small grey dots under them. With ``box``, the
     orange box and the chapter's points A (in the box, at sea), B (on land,
     outside the box) and C (on land, in the box), from :func:`chapter_points`;
     a point that does not exist is named in the legend instead.
@@ -273,19 +273,23 @@ def land_map(truth: LandData, samples, path, *, train=None, box=None, title: str
     n = counts["n"]
     marker = 3.0 if n > 2000 else 6.0 if n > 300 else 12.0
     handles = []
-    ax.scatter(X[on, 0], X[on, 1], s=marker, c=LAND_COLOR, linewidths=0, zorder=2)
+    ax.scatter(X[on, 0], X[on, 1], s=marker, c=LAND_COLOR, linewidths=0, zorder=3)
     handles.append(Line2D([], [], ls="", marker="o", ms=5, color=LAND_COLOR,
                           label=f"on land: {counts['on_land']} ({_pct(counts['on_land_share'])})"))
-    ax.scatter(X[~on, 0], X[~on, 1], s=marker * 1.3, c=SEA_COLOR, linewidths=0, zorder=3)
+    ax.scatter(X[~on, 0], X[~on, 1], s=marker * 1.3, c=SEA_COLOR, linewidths=0, zorder=4)
     sea_label = f"at sea: {counts['at_sea']} ({_pct(counts['at_sea_share'])})"
     if counts["outside_region"]:
         sea_label += f", of which {counts['outside_region']} off the map"
     handles.append(Line2D([], [], ls="", marker="o", ms=5, color=SEA_COLOR, label=sea_label))
     if train is not None:
+        # under the samples, small and faint: 10,000 black crosses on top hid a good model's
+        # samples (188 green pixels were left on the flow's map)
         T = _points(train)
-        ax.scatter(T[:, 0], T[:, 1], s=22, marker="x", c="black", linewidths=0.9, zorder=4)
-        handles.append(Line2D([], [], ls="", marker="x", ms=6, mew=1.2, color="black",
-                              label=f"training points: {len(T)}"))
+        m = len(T)
+        ax.scatter(T[:, 0], T[:, 1], s=12 if m <= 300 else 2.5 if m <= 3000 else 1.0, marker="o",
+                   c=TRAIN_COLOR, alpha=0.7 if m <= 300 else 0.35, linewidths=0, zorder=1)
+        handles.append(Line2D([], [], ls="", marker="o", ms=4, color=TRAIN_COLOR,
+                              label=f"training points: {m} (under the samples)"))
 
     points = None
     if box is not None:
