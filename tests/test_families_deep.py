@@ -211,6 +211,27 @@ def test_a_flow_renormalised_to_the_rectangle_reports_the_mass_it_moved():
     assert SMALL_REGION.in_support(s).all()
 
 
+def test_a_points_model_with_almost_no_mass_in_the_rectangle_is_refused_not_sampled_for_ever():
+    """Rejection sampling draws at most MAX_DRAWS_PER_ROUND points a round and gives up, saying
+    why, once that many were drawn with under MIN_ACCEPTANCE of them inside the rectangle."""
+    from pmodel.families.deep import _base
+
+    model = make_family("gan", SMALL_REGION, epochs=1, hidden=8).fit(_points(120), rng=np.random.default_rng(0))
+    asked = []
+    real = model._draw_r2
+
+    def far_away(m, g):  # the model's own draws, all moved out of the rectangle but 1 in 10^4
+        asked.append(m)
+        x = real(m, g)
+        x[np.arange(m) % 10_000 != 0, 0] += 1000.0
+        return x
+
+    model._draw_r2 = far_away
+    with pytest.raises(RuntimeError, match=r"fell in the domain .* almost no mass there"):
+        model.sample(500, rng=np.random.default_rng(0))
+    assert max(asked) <= _base.MAX_DRAWS_PER_ROUND and sum(asked) < 3 * _base.MAX_DRAWS_PER_ROUND
+
+
 def test_valid_novel_rate_counts_valid_samples_of_unseen_combinations():
     from pmodel.scores.images import image_validity, valid_novel_rate
 

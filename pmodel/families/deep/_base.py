@@ -37,6 +37,12 @@ from pmodel.families.deep import _torch, _train
 QUADRATURE_N = 400        # grid points per axis for Z of an exact density on the rectangle
 MASS_SAMPLES = 20_000     # samples for Z of a bound or an implicit model
 PROGRESS_SEED = 20261204  # the pictures drawn while training: a stream of their own
+#: Rejection sampling on the rectangle: at most this many draws a round, and it gives up once
+#: that many have been drawn with less than MIN_ACCEPTANCE of them inside (a model with almost
+#: no mass there, e.g. a diffusion model after too few epochs, would otherwise draw millions of
+#: points a round, each through every denoising step).
+MAX_DRAWS_PER_ROUND = 200_000
+MIN_ACCEPTANCE = 1e-3
 
 
 class DeepFamily(Family):
@@ -287,17 +293,20 @@ class PointsDeep(DeepFamily):
         self._check_fitted()
         n = self._check_n(n_samples)
         g = _torch.generator(_torch.seed_from(rng), self.device_)
-        rate = max(math.exp(self.log_mass_), 1e-3)
-        kept, total, tries = [], 0, 0
+        rate = max(math.exp(self.log_mass_), MIN_ACCEPTANCE)
+        kept, total, tries, drawn = [], 0, 0, 0
         while total < n:
-            x = self._draw_r2(int(1.2 * (n - total) / rate) + 64, g)
+            m = min(int(1.2 * (n - total) / rate) + 64, MAX_DRAWS_PER_ROUND)
+            x = self._draw_r2(m, g)
             x = x[self.domain.in_support(x)]
             kept.append(x)
-            total += len(x)
-            tries += 1
-            if tries > 50:
-                raise RuntimeError(f"{self.name}: {total} of {n} samples fell in the domain "
-                                   f"{self.domain} after 50 rounds of draws; cannot sample it")
+            total, drawn, tries = total + len(x), drawn + m, tries + 1
+            too_rare = drawn >= MAX_DRAWS_PER_ROUND and total < MIN_ACCEPTANCE * drawn
+            if total < n and (tries >= 50 or too_rare):
+                raise RuntimeError(
+                    f"{self.name}: only {total} of {drawn:,} draws ({total / drawn:.2g}) fell in the "
+                    f"domain {self.domain}, {n} were asked for; the model puts almost no mass there "
+                    f"(undertrained?), so it cannot be sampled by rejection")
         return np.concatenate(kept)[:n] if n else np.zeros((0, 2))
 
 
