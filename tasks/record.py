@@ -426,7 +426,8 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
 
 
 def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
-                       limit: int = 8000, over_seeds: list[RunResult] | None = None) -> str:
+                       limit: int = 8000, over_seeds: list[RunResult] | None = None,
+                       validation: str = "") -> str:
     """The parent run's Markdown description: the experiment file's
     description, the leaderboard ranked by KL, and the glossary of the scores
     it shows (all of it when it fits in ``limit`` characters). Over several seeds
@@ -452,6 +453,8 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
     if skips:
         head += ["### Skipped (not fitted: neither a success nor a failure)", ""] + [
             f"- `{k}`: {why}" for k, why in skips.items()] + [""]
+    if validation:
+        head += [validation, ""]
     seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
     text = "\n".join(head + ["### What the scores mean", "", glossary_markdown(seen)])
     if len(text) > limit:
@@ -478,6 +481,8 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
     for report in reports:
         if Path(report).exists():
             tracking.log_artifact(uri, parent_run_id, report, "validation")
+    experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
+    validation = log_data_docs(uri, experiment_id, parent_run_id, reports)
     for dataset, ing in (ingested or {}).items():
         _log_inputs(uri, parent_run_id, dataset, ing)
     frame = comparison_frame(results)
@@ -517,15 +522,46 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
                           "skipped-fits.txt")
         tracking.set_tags(uri, parent_run_id, {"skipped": "; ".join(
             f"{k}: {why}" for k, why in skips.items())[:5000]})
-    description = parent_description(config, results, failures, over_seeds=over_seeds)
+    description = parent_description(config, results, failures, over_seeds=over_seeds,
+                                     validation=validation)
     tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
-    experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
         config, results, failures, parent_run_id, over_seeds=over_seeds)})
     _set_runs_view(uri, experiment_id, results)
     tracking.log_metrics(uri, parent_run_id, {"n_runs": sum(1 for r in results if not r.skip),
                                               "n_failed": sum(1 for r in results if r.error),
                                               "n_skipped": len(skips)})
+
+
+#: Where the parent run keeps the Great Expectations Data Docs pages of its validations.
+DATA_DOCS_DIR = "validation/data-docs"
+
+
+def log_data_docs(uri: str, experiment_id: str, parent_run_id: str, reports: list[str]) -> str:
+    """Log the Data Docs page of each validation report (its ``data_docs``) on the parent
+    run, named after the report; return the description's section linking them."""
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for report in reports:
+            try:
+                payload = json.loads(Path(report).read_text())
+            except (OSError, ValueError):
+                continue
+            pages = [Path(p) for p in payload.get("data_docs", []) if Path(p).is_file()]
+            links = []
+            for i, page in enumerate(pages):
+                name = f"{Path(report).stem}{f'-{i + 1}' if len(pages) > 1 else ''}.html"
+                shutil.copyfile(page, Path(tmp) / name)
+                tracking.log_artifact(uri, parent_run_id, Path(tmp) / name, DATA_DOCS_DIR)
+                links.append(f"[{name}](#/experiments/{experiment_id}/runs/{parent_run_id}"
+                             f"/artifacts/{DATA_DOCS_DIR}/{name})")
+            if links:
+                verdict = "valid" if payload.get("success") else "**invalid**"
+                lines.append(f"- `{Path(payload['path']).name}` ({payload['kind']}): {verdict}; "
+                             + ", ".join(links))
+    if not lines:
+        return ""
+    return "\n".join(["### Validation (Great Expectations Data Docs)", "", *lines])
 
 
 #: The runs table's columns, in this order of preference, when some run has them.
