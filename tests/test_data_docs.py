@@ -8,6 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +22,8 @@ from PIL import Image
 from pmodel import paths
 from pmodel.datasets import fashion
 from tasks.validation import validate, validate_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +171,24 @@ def test_an_unwritable_project_validates_without_a_page(tmp_path, monkeypatch):
     assert "line 4 ('Purple')" in report.summary()
     assert any("no Data Docs page" in note and "not writable" in note for note in report.notes)
     assert not paths.gx_dir().exists()
+
+
+def test_processes_validating_at_once_on_a_fresh_project_each_get_their_page(tmp_path):
+    # three `pmodel validate` at once, on one project that has no gx/ yet, with the same
+    # rules: one scaffolds the context, one stores the checkpoint, all three use it
+    files = [_fashion_csv(tmp_path, f"f{i}.csv", {2: "Purple"} if i == 1 else None) for i in range(3)]
+    env = {**os.environ, "PMODEL_HOME": str(tmp_path / "shared")}
+
+    def run(path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flows.cli", "validate", "fashion", str(path)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    with ThreadPoolExecutor(3) as pool:
+        done = list(pool.map(run, files))
+    assert [d.returncode for d in done] == [0, 1, 0], [d.stderr[-2000:] for d in done]
+    pages = [Path(line.removeprefix("data docs: ")) for d in done for line in d.stdout.splitlines()
+             if line.startswith("data docs: ")]
+    assert len(set(pages)) == 3 and all(p.is_file() for p in pages)
+    assert [p.parts[-3] for p in pages] == ["fashion-f0", "fashion-f1", "fashion-f2"]   # run names
+    assert _has_row(pages[1], "Purple", "1", "4")
+    assert len(list((tmp_path / "shared" / "gx" / "checkpoints").glob("*.json"))) == 1
