@@ -2,14 +2,17 @@
 
 Every input becomes a pandas frame with one row per record (a CSV line, an
 entry of an image folder); each data rule is a real GX expectation run on a GX
-batch of that frame. A broken rule is reported with the file, the rule and the
-first offending lines or images with their values; the full report (GX results
-plus our summary) is kept as JSON under ``reports/validation/``. The input is
-only ever read.
+batch of that frame, through a GX checkpoint. A broken rule is reported with the
+file, the rule and the first offending lines or images with their values; the
+full report (GX results plus our summary) is kept as JSON under
+``reports/validation/``, and each GX run's Data Docs page (HTML; a failing rule
+lists every offending value with its file line or image name) under ``gx/``.
+The input is only ever read.
 
 This is the one module of the project that imports ``great_expectations``. It does
-so lazily (importing GX costs seconds), into one ephemeral context per
-process with analytics and progress bars off.
+so lazily (importing GX costs seconds), into the project's file data context
+(``gx/``: suites, validation definitions and checkpoints, validation results,
+Data Docs), one per project and process, analytics and progress bars off.
 
 Examples
 --------
@@ -17,6 +20,7 @@ Examples
 >>> print(report.summary())                                      # doctest: +SKIP
 VALID fashion data: data/fashion/train.csv
 ...
+data docs: gx/uncommitted/data_docs/local_site/validations/pmodel-fashion-.../pmodel-frame.html
 >>> report.raise_if_failed()                                     # doctest: +SKIP
 """
 
@@ -841,8 +845,9 @@ _INIT_LOCK = threading.Lock()
 #: The Data Docs site pmodel builds (GX's default local site).
 DOCS_SITE = "local_site"
 
-#: Past validations listed on the Data Docs index page: building the index reads
-#: each one listed, so this bounds what every validation pays for it.
+#: Past validations listed on the Data Docs index page. pmodel renders only each
+#: validation's own page; building the index (``context.build_data_docs()``) reads
+#: every result it lists, so this bounds what that costs.
 DOCS_INDEX_LIMIT = 50
 
 
