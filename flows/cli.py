@@ -437,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="validate a file or folder; exit 0 when valid, 1 when not",
         description="KIND is fashion, pixels, land, categorical (schema inferred from the "
         "data), images (a folder of same-sized grayscale PNGs of any size), or the path of a "
-        "schema YAML for a categorical CSV.")
+        "schema YAML for a categorical CSV. Prints each broken rule with its first offenders, "
+        "the JSON report's path and the Great Expectations Data Docs page's (HTML).")
     val.add_argument("kind", metavar="KIND")
     val.add_argument("path", metavar="PATH")
     val.add_argument("--missing", choices=MISSING_POLICIES, default="error",

@@ -39,6 +39,12 @@ def reports_dir() -> Path:
     return project_root() / "reports"
 
 
+def gx_dir() -> Path:
+    """Great Expectations' file data context: suites, validation definitions,
+    checkpoints, validation results and Data Docs (``<root>/gx``, git-ignored)."""
+    return project_root() / "gx"
+
+
 def atomic_write(path: Path, write) -> None:
     """Write a file through ``write(binary_file)`` under a unique temporary name beside
     ``path``, then rename it into place: readers never see half a file, and any number

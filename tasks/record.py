@@ -489,7 +489,8 @@ def comparison_frame(results: list[RunResult]) -> pd.DataFrame:
 
 def parent_description(config: dict, results: list[RunResult], failures: dict[str, str],
                        limit: int = 8000, over_seeds: list[RunResult] | None = None,
-                       glossary_link: str | None = None, experiment_id: str | None = None) -> str:
+                       glossary_link: str | None = None, experiment_id: str | None = None,
+                       validation: str = "") -> str:
     """The parent run's Markdown description: the experiment file's
     description, the leaderboard ranked by KL, and the glossary of the scores
     it records: all of them when they fit in ``limit`` characters, else those the
@@ -523,6 +524,8 @@ def parent_description(config: dict, results: list[RunResult], failures: dict[st
     if skips:
         head += ["### Skipped (not fitted: neither a success nor a failure)", ""] + [
             f"- `{k}`: {why}" for k, why in skips.items()] + [""]
+    if validation:
+        head += [validation, ""]
     seen = list(dict.fromkeys(k for r in results for k in (r.metrics or {})))
     shown = [k for k in (*KL_COLUMNS, "heldout_loglik", "heldout_loglik_bound",
                          "heldout_loglik_in_support", "out_of_support_rate", "on_land_rate",
@@ -555,6 +558,8 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
     for report in reports:
         if Path(report).exists():
             tracking.log_artifact(uri, parent_run_id, report, "validation")
+    experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
+    validation = log_data_docs(uri, experiment_id, parent_run_id, reports)
     for dataset, ing in (ingested or {}).items():
         _log_inputs(uri, parent_run_id, dataset, ing)
     frame = comparison_frame(results)
@@ -594,11 +599,10 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
                           "skipped-fits.txt")
         tracking.set_tags(uri, parent_run_id, {"skipped": "; ".join(
             f"{k}: {why}" for k, why in skips.items())[:5000]})
-    experiment_id = tracking.experiment_id_of_run(uri, parent_run_id)
     description = parent_description(config, results, failures, over_seeds=over_seeds,
                                      glossary_link=tracking.artifact_link(experiment_id, parent_run_id,
                                                                           "glossary.md"),
-                                     experiment_id=experiment_id)
+                                     experiment_id=experiment_id, validation=validation)
     tracking.set_tags(uri, parent_run_id, {tracking.NOTE_TAG: description})
     tracking.set_experiment_tags(uri, experiment_id, {tracking.NOTE_TAG: experiment_description(
         config, results, failures, parent_run_id, over_seeds=over_seeds,
@@ -611,6 +615,36 @@ def log_parent_summary(uri: str, parent_run_id: str, config: dict, results: list
 
 #: The KL columns of the leaderboard: exact, an upper bound, Monte-Carlo estimates.
 KL_COLUMNS = ("kl_to_truth", "kl_to_truth_bound", "kl_to_truth_estimate", "kl_to_truth_bound_estimate")
+
+#: Where the parent run keeps the Great Expectations Data Docs pages of its validations.
+DATA_DOCS_DIR = "validation/data-docs"
+
+
+def log_data_docs(uri: str, experiment_id: str, parent_run_id: str, reports: list[str]) -> str:
+    """Log the Data Docs page of each validation report (its ``data_docs``) on the parent
+    run, named after the report; return the description's section linking them."""
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for report in reports:
+            try:
+                payload = json.loads(Path(report).read_text())
+            except (OSError, ValueError):
+                continue
+            pages = [Path(p) for p in payload.get("data_docs", []) if Path(p).is_file()]
+            links = []
+            for i, page in enumerate(pages):
+                name = f"{Path(report).stem}{f'-{i + 1}' if len(pages) > 1 else ''}.html"
+                shutil.copyfile(page, Path(tmp) / name)
+                tracking.log_artifact(uri, parent_run_id, Path(tmp) / name, DATA_DOCS_DIR)
+                links.append(f"[{name}]({tracking.artifact_link(experiment_id, parent_run_id, f'{DATA_DOCS_DIR}/{name}')})")
+            if links:
+                verdict = "valid" if payload.get("success") else "**invalid**"
+                lines.append(f"- `{Path(payload['path']).name}` ({payload['kind']}): {verdict}; "
+                             + ", ".join(links))
+    if not lines:
+        return ""
+    return "\n".join(["### Validation (Great Expectations Data Docs)", "", *lines])
+
 
 #: The runs table's columns, in this order of preference, when some run has them.
 VIEW_METRICS = ("kl_to_truth", "kl_to_truth_is_infinite", "kl_to_truth_bound", "kl_to_truth_estimate",

@@ -2,14 +2,17 @@
 
 Every input becomes a pandas frame with one row per record (a CSV line, an
 entry of an image folder); each data rule is a real GX expectation run on a GX
-batch of that frame. A broken rule is reported with the file, the rule and the
-first offending lines or images with their values; the full report (GX results
-plus our summary) is kept as JSON under ``reports/validation/``. The input is
-only ever read.
+batch of that frame, through a GX checkpoint. A broken rule is reported with the
+file, the rule and the first offending lines or images with their values; the
+full report (GX results plus our summary) is kept as JSON under
+``reports/validation/``, and each GX run's Data Docs page (HTML; a failing rule
+lists every offending value with its file line or image name) under ``gx/``.
+The input is only ever read.
 
 This is the one module of the project that imports ``great_expectations``. It does
-so lazily (importing GX costs seconds), into one ephemeral context per
-process with analytics and progress bars off.
+so lazily (importing GX costs seconds), into the project's file data context
+(``gx/``: suites, validation definitions and checkpoints, validation results,
+Data Docs), one per project and process, analytics and progress bars off.
 
 Examples
 --------
@@ -17,11 +20,13 @@ Examples
 >>> print(report.summary())                                      # doctest: +SKIP
 VALID fashion data: data/fashion/train.csv
 ...
+data docs: gx/uncommitted/data_docs/local_site/validations/pmodel-fashion-.../pmodel-frame.html
 >>> report.raise_if_failed()                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -41,7 +46,7 @@ from pmodel.datasets.registry import dataset_names, get_dataset, is_dataset
 from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_LABEL, MISSING_POLICIES, CategoricalSchema
 from pmodel.datasets.user import fill_missing, header_problem
 from pmodel.errors import DataValidationError
-from pmodel.paths import reports_dir
+from pmodel.paths import gx_dir, reports_dir, unwritable
 
 #: Kinds for users' data; the built-in datasets' names (``fashion``, ``pixels``,
 #: ``land``, ...) are kinds too, with the rules their registry entry declares.
@@ -95,6 +100,11 @@ class ValidationReport:
         What is valid but likely unwanted (a column with one value only).
     report_path : Path or None
         The full JSON report on disk.
+    docs_pages : list of Path
+        The Great Expectations Data Docs page (HTML) of each GX validation run
+        (one per suite: most files need one; a land CSV two, its cells then its
+        numbers; a big CSV one per chunk), in the order they ran. Empty when GX
+        ran on no project (see the notes) or no rule could run.
     """
 
     path: Path
@@ -104,6 +114,7 @@ class ValidationReport:
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    docs_pages: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
         """Human text: verdict and file, each broken rule with its first
@@ -118,6 +129,7 @@ class ValidationReport:
             lines.append(f"  note: {note}")
         if self.report_path is not None:
             lines.append(f"report: {self.report_path}")
+        lines += [f"data docs: {page}" for page in self.docs_pages]
         return "\n".join(lines)
 
     def raise_if_failed(self) -> None:
@@ -652,6 +664,7 @@ class _Check:
         self.failures: list[dict] = []
         self.warnings: list[str] = []
         self.gx_results: list[dict] = []
+        self.docs_pages: list[Path] = []
         self.n_rows = 0  # data rows read so far
 
     # -- read steps (no GX batch can exist yet) ------------------------------
@@ -718,8 +731,13 @@ class _Check:
     def run(self, df: pd.DataFrame, rules: list[_Rule]) -> None:
         """Run the rules as one GX suite on a batch of ``df``; keep the results
         and turn every unsuccessful one into a failure."""
-        results = _run_suite(df, [r.expectation for r in rules], f"pmodel-{self.kind}")
+        results, page = _run_suite(df, [r.expectation for r in rules], f"pmodel-{self.label}",
+                                   run_name=f"{self.label}-{self.path.stem}")
         self.gx_results.append(results.to_json_dict())
+        if page is not None:
+            self.docs_pages.append(page)
+        elif (note := _gx().note) and note not in self.notes:
+            self.notes.append(note)
         for rule, result in zip(rules, _in_suite_order(results, len(rules))):
             if not result.success:
                 self._add_failure(_failure(rule, result))
@@ -738,7 +756,7 @@ class _Check:
     def finish(self) -> ValidationReport:
         report = ValidationReport(path=self.path, kind=self.kind, success=not self.failures,
                                   failures=self.failures, notes=self.notes,
-                                  warnings=self.warnings)
+                                  warnings=self.warnings, docs_pages=self.docs_pages)
         digest = _digest(self.path)
         folder = self.report_dir if self.report_dir is not None else (
             reports_dir() / "validation")
@@ -747,6 +765,7 @@ class _Check:
             "path": str(self.path), "kind": self.kind, "success": report.success,
             "input_sha256": digest, "summary": report.summary(), "notes": report.notes,
             "warnings": report.warnings, "failures": report.failures,
+            "data_docs": [str(page) for page in report.docs_pages],
             "great_expectations": {"version": _gx_version(), "results": self.gx_results},
         }
         folder.mkdir(parents=True, exist_ok=True)
@@ -815,35 +834,125 @@ def _digest(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Great Expectations (imported lazily, one context per process)
+# Great Expectations (imported lazily; one file data context per project)
 # ---------------------------------------------------------------------------
 
-# Prefect runs tasks on threads: GX's batch state is shared, and the context
-# must be made once.
+# Prefect runs tasks on threads: GX's batch state and stores are shared, and the
+# context must be made once.
 _GX_LOCK = threading.Lock()
 _INIT_LOCK = threading.Lock()
 
+#: The Data Docs site pmodel builds (GX's default local site).
+DOCS_SITE = "local_site"
 
-def _gx() -> tuple[Any, Any]:
-    """The GX module and a whole-dataframe batch definition on one ephemeral
-    context, analytics and progress bars off (made on first use)."""
+#: Past validations listed on the Data Docs index page. pmodel renders only each
+#: validation's own page; building the index (``context.build_data_docs()``) reads
+#: every result it lists, so this bounds what that costs.
+DOCS_INDEX_LIMIT = 50
+
+
+#: Bumped when the checkpoints pmodel stores change shape (their actions, ...): stored
+#: ones are found by a digest of this and their rules, so old ones are never reused.
+CHECKPOINT_LAYOUT = 1
+
+
+@dataclass(frozen=True)
+class _GX:
+    """GX on one project: the module, its data context (a file context under
+    ``gx/``, or an ephemeral one where that folder cannot be written), the
+    whole-dataframe batch definition, and the lock file other processes share."""
+
+    gx: Any
+    context: Any
+    batch_definition: Any
+    lock: Path | None   # None: an ephemeral context (no stores, no Data Docs)
+    note: str | None = None
+
+
+def _gx() -> _GX:
+    """GX on the current project (``$PMODEL_HOME``), made on first use."""
     with _INIT_LOCK:
-        return _make_gx()
+        return _make_gx(str(gx_dir()))
 
 
 @functools.cache
-def _make_gx() -> tuple[Any, Any]:
+def _make_gx(root: str) -> _GX:
     os.environ["GX_ANALYTICS_ENABLED"] = "False"
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    root_path = Path(root)
+    blocked = unwritable(root_path)
+    if blocked is None:
+        root_path.mkdir(parents=True, exist_ok=True)
+        lock = root_path / ".pmodel.lock"
+        # made once per project, by one process at a time (GX's scaffolding and
+        # great_expectations.yml are not safe to write concurrently)
+        with _file_lock(lock):
+            context = gx.get_context(mode="file", project_root_dir=str(root_path.parent))
+            if context.variables.config_variables_file_path:
+                # No config variables (pmodel validates in-memory frames: no credentials).
+                # GX rereads that file on each of its settings' reads, about 60 a
+                # validation, which doubled the cost of one.
+                context.variables.config_variables_file_path = None
+                context.variables.save()
+                context = gx.get_context(mode="file", project_root_dir=str(root_path.parent))
+            _configure_docs_site(context)
+            batch_definition = _batch_definition(context)
+        note = None
+    else:
+        context, lock = gx.get_context(mode="ephemeral"), None
+        batch_definition = _batch_definition(context)
+        note = (f"no Data Docs page: {blocked} is not writable (Great Expectations ran on a "
+                "temporary context)")
     context.variables.progress_bars = ProgressBarsConfig(globally=False,
                                                          metric_calculations=False)
-    batch_definition = (context.data_sources.add_pandas("pmodel")
-                        .add_dataframe_asset("frame")
-                        .add_batch_definition_whole_dataframe("whole"))
-    return gx, batch_definition
+    return _GX(gx, context, batch_definition, lock, note)
+
+
+def _batch_definition(context: Any) -> Any:
+    """The whole-dataframe batch definition every suite runs on (added once)."""
+    try:
+        source = context.data_sources.get("pmodel")
+    except KeyError:
+        source = context.data_sources.add_pandas("pmodel")
+    try:
+        asset = source.get_asset("frame")
+    except LookupError:
+        asset = source.add_dataframe_asset("frame")
+    try:
+        return asset.get_batch_definition("whole")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _configure_docs_site(context: Any) -> None:
+    """GX's local site without its tutorial buttons; its index, when built
+    (``context.build_data_docs()``), lists the latest :data:`DOCS_INDEX_LIMIT`
+    validations. Saved in great_expectations.yml once."""
+    site = context.variables.data_docs_sites[DOCS_SITE]
+    index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
+    if site.get("show_how_to_buttons") is False and index.get("validation_results_limit"):
+        return
+    site["show_how_to_buttons"] = False
+    index.update(show_how_to_buttons=False, validation_results_limit=DOCS_INDEX_LIMIT)
+    context.update_data_docs_site(DOCS_SITE, site)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` between processes (none without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _expectations() -> Any:
@@ -858,15 +967,75 @@ def _gx_version() -> str | None:
     return getattr(gx, "__version__", None)
 
 
-def _run_suite(df: pd.DataFrame, expectations: list[Any], name: str) -> Any:
-    gx, batch_definition = _gx()
-    suite = gx.ExpectationSuite(name=name)
+def _run_suite(df: pd.DataFrame, expectations: list[Any], name: str,
+               run_name: str = "pmodel") -> tuple[Any, Path | None]:
+    """Run ``expectations`` on ``df`` through a GX checkpoint: its results and the
+    Data Docs page of this validation (None on an ephemeral context).
+
+    The suite, its validation definition and its checkpoint are named
+    ``{name}-{digest of the expectations}``: the same rules reuse them, other rules
+    (another file's inferred columns) get their own, so concurrent validations never
+    rewrite one another's. The checkpoint stores the result in the project's
+    validation store; then only this validation's Data Docs page is rendered.
+    """
+    g = _gx()
+    suite = g.gx.ExpectationSuite(name=name)
     for i, expectation in enumerate(expectations):
         expectation.meta = {"pmodel_rule": i}
         suite.add_expectation(expectation)
+    result_format = {"result_format": "COMPLETE"}
     with _GX_LOCK:
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-        return batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        if g.lock is None:
+            batch = g.batch_definition.get_batch(batch_parameters={"dataframe": df})
+            return batch.validate(suite, result_format=result_format), None
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        rules = json.dumps([CHECKPOINT_LAYOUT, result_format,
+                            *(e.configuration.to_json_dict() for e in suite.expectations)],
+                           sort_keys=True, default=str)
+        suite.name = f"{name}-{hashlib.sha256(rules.encode()).hexdigest()[:12]}"
+        with _file_lock(g.lock):
+            checkpoint = _stored_checkpoint(g, suite, result_format)
+            outcome = checkpoint.run(batch_parameters={"dataframe": df},
+                                     run_id=RunIdentifier(run_name=run_name))
+            (key, results), = outcome.run_results.items()
+            # this validation's page only: UpdateDataDocsAction would also render the
+            # suite's page and the index (which reads every listed result), costing
+            # more than the validation itself
+            g.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[key],
+                                      build_index=False)
+        urls = g.context.get_docs_sites_urls(resource_identifier=key, site_name=DOCS_SITE)
+        page = _file_path(urls[0]["site_url"]) if urls and urls[0].get("site_url") else None
+        return results, page
+
+
+def _stored_checkpoint(g: _GX, suite: Any, result_format: dict) -> Any:
+    """The checkpoint (with its suite and validation definition) of ``suite.name``
+    from the context's stores, added when missing."""
+    from great_expectations.exceptions import DataContextError
+
+    context = g.context
+    try:
+        return context.checkpoints.get(suite.name)
+    except DataContextError:
+        pass
+    try:
+        suite = context.suites.get(suite.name)
+    except DataContextError:
+        suite = context.suites.add(suite)
+    try:
+        definition = context.validation_definitions.get(suite.name)
+    except DataContextError:
+        definition = context.validation_definitions.add(g.gx.ValidationDefinition(
+            name=suite.name, data=g.batch_definition, suite=suite))
+    return context.checkpoints.add(g.gx.Checkpoint(
+        name=suite.name, validation_definitions=[definition], result_format=result_format))
+
+
+def _file_path(url: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(url).path))
 
 
 def _in_suite_order(results: Any, n: int) -> list[Any]:

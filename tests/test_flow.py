@@ -72,6 +72,34 @@ def test_flow_completes_and_records_parent_and_children(first_run, store):
     assert sum(p.startswith("validation/") and p.endswith(".json") for p in parent_files) == 6
 
 
+
+def test_parent_run_logs_each_validation_data_docs_page_and_links_it(first_run, store, tmp_path):
+    from tasks.record import DATA_DOCS_DIR
+
+    _, outcome = first_run
+    client = _client(store)
+    parent = client.get_run(outcome.parent_run_id)
+    run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
+    files = _artifacts(client, run_id)
+    # the pages the logged reports name: one per GX suite run (land: its cells, then its numbers)
+    expected = []
+    for path in sorted(p for p in files if p.startswith("validation/") and p.endswith(".json")):
+        report = json.loads(Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text())
+        pages = report["data_docs"]
+        assert len(pages) == (2 if report["kind"] == "land" else 1)
+        expected += [f"{Path(path).stem}{f'-{i + 1}' if len(pages) > 1 else ''}.html"
+                     for i in range(len(pages))]
+    logged = sorted(p.removeprefix(DATA_DOCS_DIR + "/") for p in files if p.startswith(DATA_DOCS_DIR))
+    assert logged == sorted(expected) and len(logged) == 8
+    description = parent.data.tags["mlflow.note.content"]
+    assert "### Validation (Great Expectations Data Docs)" in description
+    for name in logged:
+        assert f"(#/experiments/{experiment_id}/runs/{run_id}/artifacts/{DATA_DOCS_DIR}/{name}?" in description
+    page = Path(client.download_artifacts(run_id, f"{DATA_DOCS_DIR}/{logged[0]}", str(tmp_path)))
+    html = page.read_text()
+    assert "Great Expectations" in html and "pmodel-" in html and "Evaluated Expectations" in html
+
+
 EXPECTED = {
     "fashion": {"heldout_loglik", "out_of_support_rate", "entropy_truth", "kl_to_truth",
                 "novelty_rate", "fit_seconds", "sample_seconds", "n_parameters"},

@@ -447,7 +447,9 @@ def test_a_csv_read_in_chunks_gives_the_same_verdict(build, tmp_path, monkeypatc
     monkeypatch.setattr(validation, "CSV_CHUNK_ROWS", 2)
     chunked = validate(kind, path, report_dir=tmp_path / "chunked", **rules)
     assert chunked.failures == whole.failures
-    assert chunked.summary().replace("chunked", "whole") == whole.summary()
+    # the same text but for the Data Docs pages: one per chunk
+    text = lambda r: [line for line in r.summary().splitlines() if not line.startswith("data docs: ")]
+    assert [line.replace("chunked", "whole") for line in text(chunked)] == text(whole)
 
 
 def test_offenders_in_several_chunks_are_counted_once_each(tmp_path, monkeypatch):
