@@ -6,7 +6,9 @@ The project root is ``$PMODEL_HOME`` when set, else the folder that holds the
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -75,3 +77,20 @@ def unwritable(path: Path) -> Path | None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     return None if os.access(parent, os.W_OK | os.X_OK) else parent
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` between processes (no lock where there is no
+    fcntl, as on Windows, where MLflow skips its own init lock too)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

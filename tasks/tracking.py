@@ -158,20 +158,6 @@ def _mlflow():
     return mlflow
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (no lock where there is no fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: MLflow itself skips its init lock there too
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def prepare_store(tracking_uri: str) -> None:
@@ -192,7 +178,7 @@ def prepare_store(tracking_uri: str) -> None:
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     mlflow = _mlflow()
-    with _file_lock(db.with_name(db.name + ".lock")):
+    with paths.file_lock(db.with_name(db.name + ".lock")):
         if not db.exists() or db.stat().st_size == 0:
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 

@@ -26,7 +26,6 @@ data docs: gx/uncommitted/data_docs/local_site/validations/pmodel-fashion-.../pm
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -46,6 +45,7 @@ from pmodel.datasets.registry import dataset_names, get_dataset, is_dataset
 from pmodel.datasets.schema import MAX_CATEGORIES, MISSING_LABEL, MISSING_POLICIES, CategoricalSchema
 from pmodel.datasets.user import fill_missing, header_problem
 from pmodel.errors import DataValidationError
+from pmodel import paths
 from pmodel.paths import gx_dir, reports_dir, unwritable
 
 #: Kinds for users' data; the built-in datasets' names (``fashion``, ``pixels``,
@@ -888,7 +888,7 @@ def _make_gx(root: str) -> _GX:
         lock = root_path / ".pmodel.lock"
         # made once per project, by one process at a time (GX's scaffolding and
         # great_expectations.yml are not safe to write concurrently)
-        with _file_lock(lock):
+        with paths.file_lock(lock):
             context = gx.get_context(mode="file", project_root_dir=str(root_path.parent))
             if context.variables.config_variables_file_path:
                 # No config variables (pmodel validates in-memory frames: no credentials).
@@ -939,22 +939,6 @@ def _configure_docs_site(context: Any) -> None:
     context.update_data_docs_site(DOCS_SITE, site)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` between processes (none without fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _expectations() -> Any:
     _gx()
     import great_expectations.expectations as gxe
@@ -994,7 +978,7 @@ def _run_suite(df: pd.DataFrame, expectations: list[Any], name: str,
                             *(e.configuration.to_json_dict() for e in suite.expectations)],
                            sort_keys=True, default=str)
         suite.name = f"{name}-{hashlib.sha256(rules.encode()).hexdigest()[:12]}"
-        with _file_lock(g.lock):
+        with paths.file_lock(g.lock):
             checkpoint = _stored_checkpoint(g, suite, result_format)
             outcome = checkpoint.run(batch_parameters={"dataframe": df},
                                      run_id=RunIdentifier(run_name=run_name))
