@@ -84,7 +84,9 @@ def cli_profile(again: bool) -> list[dict]:
         print(f"\nrun {i + 1}: pmodel run taxonomy took {wall:.0f} s ({wall / 60:.1f} min)")
         table(rows)
         if i == 0:
-            print("\nthe run's leaderboard, as printed:\n" + "\n".join(out.strip().splitlines()[-60:]))
+            lines = out.strip().splitlines()
+            first = next((j for j, line in enumerate(lines) if "(best first" in line), max(len(lines) - 60, 0))
+            print("\nthe run's leaderboard, as printed:\n" + "\n".join(lines[first:]))
         runs.append((wall, rows))
     wall, rows = runs[0]
     goals_cpu(rows, wall)
