@@ -243,10 +243,15 @@ class PointsDeep(DeepFamily):
         return self._tensor((X - self.shift_) / self.scale_)
 
     def _log_prob_z(self, Z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """log p(z) of standardised points, for a family with an exact density (a flow). The
+        others give ``log_prob`` their own bound (``log_prob_z=``: a VAE's ELBO, the diffusion
+        bound) or have no likelihood (a GAN), so reaching this is refused, on purpose."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact density of z: its log_prob "
+                                  "passes its own bound, or it has no likelihood")
 
+    @abstractmethod
     def _draw_z(self, n: int, g: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        """n draws of standardised points from the model (a torch tensor (n, 2))."""
 
     def _log_density_r2(self, X: np.ndarray, log_prob_z=None) -> np.ndarray:
         """log p(x) per deg^2 on the whole plane: ``log p_z(z) - sum log scale``."""
