@@ -125,7 +125,8 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, folder: str | Path,
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=str(CODE_FILE), artifacts={ARTIFACT_KEY: str(folder)},
             signature=signature(), pip_requirements=_pip_requirements(),
-            params={k: str(v)[:6000] for k, v in (params or {}).items()}, tags=tags or {})
+            params={k: str(v)[:tracking.MAX_PARAM_VAL_LENGTH] for k, v in (params or {}).items()},
+            tags=tags or {})
     # the run ends by its caller; the fluent context's end marked it FINISHED: back to RUNNING
     tracking._client(tracking_uri).update_run(run_id, status="RUNNING")
     return info.model_id
